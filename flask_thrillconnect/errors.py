@@ -1,0 +1,184 @@
+"""The exception family of flask_thrillconnect.
+
+Every exception the package raises on purpose derives from :class:`ThrillConnectError`.
+Errors a Flask view may let escape also derive from the matching werkzeug HTTP exception
+(:class:`~werkzeug.exceptions.BadRequest`, :class:`~werkzeug.exceptions.BadGateway`,
+:class:`~werkzeug.exceptions.GatewayTimeout`), so a portal can handle them with
+``app.errorhandler(502)`` and friends.
+
+Messages are written by this package: they never contain a token, an ``Authorization`` header
+or a URL with its query string, and they never echo long or control-character values that a
+browser sent.
+"""
+
+from __future__ import annotations
+
+from werkzeug.exceptions import BadGateway, BadRequest, GatewayTimeout
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidIdentifier",
+    "InvalidRequest",
+    "ThrillConnectError",
+    "UnknownCurrency",
+    "UpstreamBadRequest",
+    "UpstreamError",
+    "UpstreamForbidden",
+    "UpstreamNotFound",
+    "UpstreamTimeout",
+    "UpstreamUnauthorized",
+    "UpstreamUnavailable",
+    "upstream_error_for_status",
+]
+
+
+class ThrillConnectError(Exception):
+    """Base class of every error raised by flask_thrillconnect."""
+
+    #: HTTP status a proxy answers with when this error reaches a browser.
+    code: int | None = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(ThrillConnectError):
+    """The extension or the client is configured wrongly (missing key, bad URL, no token)."""
+
+
+class InvalidRequest(ThrillConnectError, BadRequest):
+    """A value sent by a caller or a browser was refused before it reached ThrillConnect.
+
+    :param message: what is wrong, without echoing the refused value.
+    :param field: the name of the offending field, when there is one.
+    """
+
+    code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        ThrillConnectError.__init__(self, message)
+        # werkzeug's HTTPException renders ``description``; keep it equal to our message.
+        self.description = message
+        self.response = None
+        self.field = field
+
+
+class InvalidIdentifier(InvalidRequest):
+    """An identifier (source, instance, player, brand…) was refused.
+
+    :param field: the name of the field holding the identifier.
+    :param problem: what is wrong with it (never the value itself).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid {field}: {problem}", field=field)
+        self.what = field
+        self.problem = problem
+
+
+class UnknownCurrency(ThrillConnectError, LookupError):
+    """A currency code is not among the exchange rates ThrillConnect published."""
+
+    code = 400
+
+
+class UpstreamError(ThrillConnectError):
+    """ThrillConnect could not give a usable answer.
+
+    :param message: the upstream ``message`` when it sent one, else ours.
+    :param status: the upstream HTTP status, ``None`` when there was no answer.
+    :param error: the upstream ``error`` code (e.g. ``not_found``), when it sent one.
+    """
+
+    code = 502
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
+        ThrillConnectError.__init__(self, message)
+        self.status = status
+        self.error = error
+        # For the werkzeug HTTPException side of the subclasses.
+        self.description = message
+        self.response = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, error={self.error!r}, "
+            f"message={self.message!r})"
+        )
+
+
+class UpstreamBadRequest(UpstreamError):
+    """ThrillConnect answered 400: the request we sent was refused."""
+
+    code = 400
+
+
+class UpstreamUnauthorized(UpstreamError):
+    """ThrillConnect answered 401: the portal's credentials are missing or wrong.
+
+    A proxy answers 502: the portal's configuration is at fault, not the browser.
+    """
+
+    code = 502
+
+
+class UpstreamForbidden(UpstreamError):
+    """ThrillConnect answered 403: the portal's credentials do not allow this.
+
+    A proxy answers 502: the portal's configuration is at fault, not the browser.
+    """
+
+    code = 502
+
+
+class UpstreamNotFound(UpstreamError):
+    """ThrillConnect answered 404: no such source, instance or route."""
+
+    code = 404
+
+
+class UpstreamUnavailable(UpstreamError, BadGateway):
+    """ThrillConnect is unreachable or answered something unusable.
+
+    Raised for 5xx answers, connection errors, redirects we refuse to follow and 2xx answers
+    whose body does not load. ``code`` is 503 when the upstream said 503, else 502.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
+        super().__init__(message, status=status, error=error)
+        self.code = 503 if status == 503 else 502
+
+
+class UpstreamTimeout(UpstreamError, GatewayTimeout):
+    """ThrillConnect did not connect or answer within the configured timeout."""
+
+    code = 504
+
+
+_ERROR_FOR_STATUS: dict[int, type[UpstreamError]] = {
+    400: UpstreamBadRequest,
+    401: UpstreamUnauthorized,
+    403: UpstreamForbidden,
+    404: UpstreamNotFound,
+}
+
+
+def upstream_error_for_status(
+    status: int, message: str, *, error: str | None = None
+) -> UpstreamError:
+    """Build the exception that stands for a non-2xx upstream answer.
+
+    :param status: the upstream HTTP status.
+    :param message: the message to carry (already free of tokens).
+    :param error: the upstream ``error`` code, if any.
+    """
+    cls = _ERROR_FOR_STATUS.get(status)
+    if cls is None:
+        # 5xx (and odd statuses such as an unfollowed 3xx) mean "no usable answer"; other
+        # 4xx (405, 409, 429…) keep the generic class.
+        cls = UpstreamError if 400 <= status < 500 else UpstreamUnavailable
+    return cls(message, status=status, error=error)
