@@ -1,0 +1,124 @@
+"""``flask thrillconnect …``: manage CORS rules and check the configured credentials."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .errors import ConfigurationError, ThrillConnectError
+from .upstream_ws import open_stream
+
+thrillconnect_cli = AppGroup("thrillconnect", help="ThrillConnect jackpots: CORS rules and checks.")
+cors_cli = AppGroup("cors", help="The browser origins allowed to call ThrillConnect directly.")
+thrillconnect_cli.add_command(cors_cli)
+
+
+def _state() -> Any:
+    return current_app.extensions["thrillconnect"]
+
+
+def _admin_client() -> Any:
+    current = _state()
+    if not current.settings.service_token:
+        raise click.UsageError("CORS rules need THRILLCONNECT_SERVICE_TOKEN in the app config")
+    return current.client
+
+
+def _print_rules(rules: Any) -> None:
+    if not rules:
+        click.echo("(no CORS rules)")
+    for rule in rules:
+        click.echo(f"{rule.match_mode:<9} {rule.pattern}")
+
+
+def _upstream_call(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except ThrillConnectError as exc:
+        raise click.ClickException(f"ThrillConnect: {exc}") from None
+
+
+@cors_cli.command("list")
+def cors_list() -> None:
+    """List the CORS rules."""
+    client = _admin_client()
+    _print_rules(_upstream_call(client.cors_list))
+
+
+@cors_cli.command("add")
+@click.argument("pattern")
+@click.option(
+    "--mode",
+    "match_mode",
+    type=click.Choice(["Exact", "Wildcard", "Regex"]),
+    default="Exact",
+    show_default=True,
+    help="How PATTERN matches an origin.",
+)
+def cors_add(pattern: str, match_mode: str) -> None:
+    """Add (or update) the rule for PATTERN."""
+    client = _admin_client()
+    rules = _upstream_call(
+        lambda: client.cors_upsert([{"pattern": pattern, "match_mode": match_mode}])
+    )
+    click.echo(f"added {match_mode} {pattern}")
+    _print_rules(rules)
+
+
+@cors_cli.command("remove")
+@click.argument("pattern")
+def cors_remove(pattern: str) -> None:
+    """Remove the rule for PATTERN."""
+    client = _admin_client()
+    removed, rules = _upstream_call(lambda: client.cors_remove([pattern]))
+    if not removed:
+        raise click.ClickException(f"no CORS rule with pattern {pattern!r}")
+    click.echo(f"removed {pattern}")
+    _print_rules(rules)
+
+
+@thrillconnect_cli.command("check")
+def check() -> None:
+    """Reach ThrillConnect's REST API and stream with the configured credentials."""
+    current = _state()
+    settings, client = current.settings, current.client
+    click.echo(f"ThrillConnect at {settings.url} as {settings.owner_id}")
+    results = [
+        _check("REST /health", lambda: f"version {client.health().version}"),
+        _check("REST /v1/currencies", lambda: f"{len(client.currencies().multipliers)} currencies"),
+        _check("REST /v1/thrillpots/sources", lambda: f"{len(client.sources())} sources"),
+    ]
+    if settings.service_token:
+        results.append(_check("WS service stream", lambda: _check_service_stream(current)))
+        results.append(
+            _check("REST /v1/cors (service token)", lambda: f"{len(client.cors_list())} rules")
+        )
+    else:
+        click.echo("-  WS service stream: skipped (no THRILLCONNECT_SERVICE_TOKEN)")
+    if not all(results):
+        raise click.exceptions.Exit(1)
+    click.echo("all checks passed")
+
+
+def _check(label: str, probe: Callable[[], str]) -> bool:
+    started = time.perf_counter()
+    try:
+        detail = probe()
+    except (ThrillConnectError, ConfigurationError) as exc:
+        click.echo(f"✗  {label}: {type(exc).__name__}: {exc}")
+        return False
+    elapsed = (time.perf_counter() - started) * 1000
+    click.echo(f"✓  {label}: {detail} ({elapsed:.0f} ms)")
+    return True
+
+
+def _check_service_stream(current: Any) -> str:
+    url = current.client.service_stream_url()
+    with open_stream(url, open_timeout=current.settings.timeout[0], ping_interval=None) as stream:
+        stream.send('{"SubscribeRequest":{"events":[{"source":"thrillpots","event_type":"*"}]}}')
+    return "connected and subscribed"

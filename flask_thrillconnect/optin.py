@@ -1,0 +1,110 @@
+"""Opting a player in or out: a ``PlayerOptInRequest`` on a player connection.
+
+ThrillConnect takes opt-in changes only over the player's own WebSocket
+(authenticated with the wallet token) and answers with an ``OptInEvent`` or an
+``Error`` envelope. This module sends one request and waits, bounded, for that
+answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from . import schemas
+from .client import ThrillConnectClient
+from .errors import (
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamForbidden,
+    UpstreamNotFound,
+    UpstreamTimeout,
+)
+from .player import Player
+from .upstream_ws import open_stream
+
+#: Upstream ``Error`` codes: the exception and the status the browser gets. These
+#: refusals are about the player's request, not the portal's credentials.
+_REFUSALS: dict[str, tuple[type[UpstreamError], int]] = {
+    "instance_not_found": (UpstreamNotFound, 404),
+    "not_eligible": (UpstreamForbidden, 403),
+    "contribution_out_of_range": (UpstreamBadRequest, 400),
+}
+
+_SUBSCRIBE_OPT_IN = json.dumps(
+    {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "OptInEvent"}]}}
+)
+
+
+def opt_in_request(
+    client: ThrillConnectClient,
+    player: Player,
+    instance_id: str,
+    opt_in: bool,
+    contribution_value: Decimal | None,
+) -> dict[str, Any]:
+    """The wire message, every player field taken from the server-side ``Player``."""
+    request: dict[str, Any] = {
+        "instance_id": instance_id,
+        "player_id": player.id,
+        "brand_id": client.owner_id,
+        "player_country": player.country_code,
+        "opt_in": opt_in,
+    }
+    if contribution_value is not None:
+        request["contribution_value"] = float(contribution_value)
+    return {"PlayerOptInRequest": request}
+
+
+def send_opt_in(
+    client: ThrillConnectClient,
+    player: Player,
+    instance_id: str,
+    opt_in: bool,
+    contribution_value: Decimal | None = None,
+    *,
+    timeout: float,
+) -> schemas.OptInEvent:
+    """Send the request on a fresh player connection; return the confirmed status.
+
+    :raises UpstreamError: ThrillConnect's refusal, or :class:`UpstreamTimeout`
+        when no answer came within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    url = client.player_stream_url(player.token, player.currency)
+    with open_stream(url, open_timeout=timeout, ping_interval=None) as stream:
+        stream.send(_SUBSCRIBE_OPT_IN)
+        message = opt_in_request(client, player, instance_id, opt_in, contribution_value)
+        stream.send(json.dumps(message))
+        return _await_answer(stream, player.id, instance_id, deadline)
+
+
+def _await_answer(
+    stream: Any, player_id: str, instance_id: str, deadline: float
+) -> schemas.OptInEvent:
+    # Every receive gets what is left of the deadline, so the whole wait is bounded.
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            envelope = schemas.load_envelope(stream.recv(timeout=remaining))
+        except TimeoutError:
+            break
+        if envelope.msg_type == "Error" and envelope.msg_name == "PlayerOptInRequest":
+            raise refusal(envelope.data.code, envelope.data.message)
+        data = envelope.data
+        if (
+            envelope.msg_name == "OptInEvent"
+            and data.instance_id == instance_id
+            and data.player_id == player_id
+        ):
+            return data
+    raise UpstreamTimeout("ThrillConnect did not confirm the opt-in in time")
+
+
+def refusal(code: str, message: str) -> UpstreamError:
+    """The exception for an upstream ``Error`` answer to an opt-in request."""
+    exc_type, status = _REFUSALS.get(code, (UpstreamBadRequest, 400))
+    exc = exc_type(message, error=code)
+    exc.code = status
+    return exc

@@ -1,0 +1,103 @@
+"""Schemas for the JSON bodies browsers send to the blueprint.
+
+Unknown fields are refused, not ignored: a body that carries ``player_id`` is an
+attempt to speak for someone else, and the answer says so.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
+
+from . import validation
+from .errors import InvalidIdentifier
+
+_MAX_RULES = 100
+_MAX_PATTERN = 256
+
+
+def _identifier(field_name: str):  # type: ignore[no-untyped-def]
+    def check(value: str) -> None:
+        try:
+            validation.identifier(value, field_name)
+        except InvalidIdentifier as exc:
+            raise ValidationError(exc.description or "not a valid id") from None
+
+    return check
+
+
+class OptInBody(Schema):
+    """``{"instance_id" | "source_id", "opt_in", "contribution_value"?}``."""
+
+    class Meta:
+        unknown = RAISE
+
+    instance_id = fields.String(validate=_identifier("instance_id"))
+    source_id = fields.String(validate=_identifier("source_id"))
+    opt_in = fields.Boolean(required=True, truthy={True}, falsy={False})
+    contribution_value = fields.Decimal(
+        places=None,
+        allow_nan=False,
+        validate=validate.Range(min=Decimal("0"), max=Decimal("1000000"), min_inclusive=False),
+    )
+
+    @validates_schema
+    def _one_target(self, data: dict[str, Any], **_: Any) -> None:
+        if ("instance_id" in data) == ("source_id" in data):
+            raise ValidationError("give exactly one of instance_id and source_id", "target")
+
+
+class CorsRuleBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    pattern = fields.String(required=True, validate=validate.Length(min=1, max=_MAX_PATTERN))
+    match_mode = fields.String(
+        required=True, validate=validate.OneOf(["Exact", "Wildcard", "Regex"])
+    )
+
+    @validates_schema
+    def _regex_compiles(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("match_mode") == "Regex":
+            try:
+                re.compile(data["pattern"])
+            except re.error as exc:
+                raise ValidationError(
+                    f"not a valid regular expression: {exc.msg}", "pattern"
+                ) from None
+
+
+class CorsUpsertBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    cors_origin_list = fields.List(
+        fields.Nested(CorsRuleBody), required=True, validate=validate.Length(min=1, max=_MAX_RULES)
+    )
+
+
+class CorsRemoveBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    cors_origin_list = fields.List(
+        fields.String(validate=validate.Length(min=1, max=_MAX_PATTERN)),
+        required=True,
+        validate=validate.Length(min=1, max=_MAX_RULES),
+    )
+
+    @validates("cors_origin_list")
+    def _printable(self, value: list[str], **_: Any) -> None:
+        if not all(pattern.isprintable() for pattern in value):
+            raise ValidationError("patterns must be printable text")

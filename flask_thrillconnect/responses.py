@@ -1,0 +1,86 @@
+"""Turning cache answers and errors into HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from flask import Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from .cache import CacheWaitTimeout
+from .errors import InvalidRequest, ThrillConnectError
+from .service import Answer
+
+logger = logging.getLogger("flask_thrillconnect.responses")
+
+JSON = "application/json"
+
+
+def cached_json(answer: Answer, *, vary_cookie: bool = False) -> Response:
+    """The cached body with ``X-Cache``, ``ETag`` and ``Cache-Control``; 304 when it matches."""
+    entry, status = answer.result.entry, answer.result.status
+    etag = entry.etag.strip('"')
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(entry.value, mimetype=JSON)
+    response.set_etag(etag)
+    response.headers["X-Cache"] = status
+    if not answer.shared:
+        response.headers["Cache-Control"] = "private, no-store"
+    else:
+        fresh_for = 0 if status != "HIT" and status != "MISS" else entry.fresh_until - time.time()
+        response.headers["Cache-Control"] = f"public, max-age={max(0, math.floor(fresh_for))}"
+    if vary_cookie:
+        # The same URL answers per player once a session cookie says who they are.
+        response.vary.add("Cookie")
+    return response
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """A JSON answer that no cache keeps (player or admin specific)."""
+    response = Response(json.dumps(payload), status=status, mimetype=JSON)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def error_code(exc: BaseException) -> str:
+    """The ``error`` field: the upstream's own code when it gave one, else ours."""
+    code = getattr(exc, "error", None)
+    if isinstance(code, str) and code:
+        return code
+    if isinstance(exc, HTTPException) and not isinstance(exc, ThrillConnectError):
+        return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+    if isinstance(exc, InvalidRequest):
+        return "bad_request"
+    return _snake(type(exc).__name__)
+
+
+def error_response(exc: BaseException) -> Response:
+    """``{"error", "message"}`` with the right status; never a page or a traceback."""
+    if isinstance(exc, CacheWaitTimeout):
+        return json_response(
+            {"error": "upstream_timeout", "message": "ThrillConnect did not answer in time"}, 504
+        )
+    if isinstance(exc, ThrillConnectError):
+        status = exc.code or 502
+        if status >= 500:
+            logger.warning("thrillconnect upstream trouble: %s", exc)
+        return json_response({"error": error_code(exc), "message": str(exc)}, status)
+    if isinstance(exc, HTTPException):
+        message = exc.description or exc.name
+        response = json_response(
+            {"error": error_code(exc), "message": str(message)}, exc.code or 500
+        )
+        if exc.code == 405 and (valid := getattr(exc, "valid_methods", None)):
+            response.headers["Allow"] = ", ".join(valid)
+        return response
+    logger.exception("unexpected error in a thrillconnect route")
+    return json_response({"error": "internal_error", "message": "internal error"}, 500)

@@ -1,0 +1,195 @@
+"""The blueprint: the caching REST proxy, the opt-in route, CORS admin, health and OpenAPI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
+from werkzeug.routing import PathConverter
+
+from . import schemas
+from .openapi import openapi_document
+from .optin import send_opt_in
+from .request_bodies import CorsRemoveBody, CorsUpsertBody, OptInBody
+from .responses import cached_json, error_response, json_response
+from .security import CSRF_HEADER, check_csrf_token, check_origin
+
+if TYPE_CHECKING:
+    from .extension import State
+
+bp = Blueprint(
+    "thrillconnect",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+
+class AnyTextConverter(PathConverter):
+    """Like ``path``, but also matches control characters such as a newline.
+
+    Ids must reach the validator, which answers 400, instead of falling through
+    routing into the portal's own (HTML) 404.
+    """
+
+    regex = r"[^/][\s\S]*?"
+
+
+# Before any route: the converter must exist on the app when the rules are added.
+bp.record_once(lambda setup: setup.app.url_map.converters.setdefault("tc_any", AnyTextConverter))
+
+
+def state() -> State:
+    return current_app.extensions["thrillconnect"]
+
+
+@bp.errorhandler(Exception)
+def _handle_error(exc: Exception) -> Response:
+    return error_response(exc)
+
+
+def _load_body(schema: Any) -> Any:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object")
+    try:
+        return schema.load(payload)
+    except ValidationError as exc:
+        raise BadRequest(_validation_message(exc.messages)) from None
+
+
+def _validation_message(messages: Any) -> str:
+    if isinstance(messages, dict):
+        field, problem = next(iter(messages.items()))
+        if isinstance(problem, list) and problem:
+            problem = problem[0]
+        elif isinstance(problem, dict):
+            return f"{field}: {_validation_message(problem)}"
+        return f"{field}: {problem}"
+    return str(messages)
+
+
+def _guard_state_change() -> None:
+    """Origin first, then the CSRF token bound to whoever is asking."""
+    current = state()
+    check_origin(current.settings.allowed_origins)
+    player = current.load_player()
+    check_csrf_token(
+        request.headers.get(CSRF_HEADER),
+        player.id if player else None,
+        current.settings.csrf_max_age,
+    )
+
+
+# -- shared and player-specific reads -------------------------------------------------------
+
+
+@bp.get("/v1/currencies")
+def currencies() -> Response:
+    return cached_json(state().service.currencies())
+
+
+@bp.get("/v1/thrillpots/sources")
+def sources() -> Response:
+    name = request.args.get("name") or None
+    return cached_json(state().service.sources(name))
+
+
+@bp.get("/v1/thrillpots/instances/source/<tc_any:source_id>")
+def jackpot_for_source(source_id: str) -> Response:
+    current = state()
+    return cached_json(current.service.jackpot(source_id, current.load_player()), vary_cookie=True)
+
+
+@bp.get("/v1/thrillpots/instances/<tc_any:instance_id>/ticker")
+def ticker(instance_id: str) -> Response:
+    return cached_json(state().service.ticker(instance_id))
+
+
+# -- opt-in -------------------------------------------------------------------------------------
+
+
+@bp.post("/v1/thrillpots/optin")
+def opt_in() -> Response:
+    current = state()
+    player = current.load_player()
+    if player is None:
+        raise Unauthorized("log in to opt in to a jackpot")
+    _guard_state_change()
+    body = _load_body(OptInBody())
+    instance_id = body.get("instance_id")
+    if instance_id is None:
+        answer = current.service.jackpot(body["source_id"], player)
+        instance_id = schemas.JackpotSchema().loads(answer.result.entry.value).id
+    event = send_opt_in(
+        current.client,
+        player,
+        instance_id,
+        body["opt_in"],
+        body.get("contribution_value"),
+        timeout=current.settings.optin_timeout,
+    )
+    current.service.forget_player(player.id)
+    return json_response(schemas.OptInEventSchema().dump(event))
+
+
+# -- CORS rules (admin) -----------------------------------------------------------------------
+
+
+def _cors_admin() -> Any:
+    current = state()
+    if not current.settings.service_token:
+        raise NotFound("CORS administration needs THRILLCONNECT_SERVICE_TOKEN")
+    if not current.is_admin():
+        raise Forbidden("only administrators may manage CORS rules")
+    return current.client
+
+
+@bp.get("/v1/cors")
+def cors_list() -> Response:
+    rules = _cors_admin().cors_list()
+    return json_response({"cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)})
+
+
+@bp.put("/v1/cors")
+def cors_upsert() -> Response:
+    client = _cors_admin()
+    _guard_state_change()
+    body = _load_body(CorsUpsertBody())
+    rules = client.cors_upsert(body["cors_origin_list"])
+    return json_response({"cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)})
+
+
+@bp.delete("/v1/cors")
+def cors_remove() -> Response:
+    client = _cors_admin()
+    _guard_state_change()
+    body = _load_body(CorsRemoveBody())
+    removed, rules = client.cors_remove(body["cors_origin_list"])
+    return json_response(
+        {"removed": removed, "cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)}
+    )
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+@bp.get("/health")
+def health() -> Response:
+    return json_response(state().health())
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    response = json_response(openapi_document(state().settings.url_prefix))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.route("/<tc_any:_unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+def unknown_route(_unknown: str) -> Response:
+    # Routing errors never reach blueprint error handlers; this keeps them JSON.
+    raise NotFound("no such thrillconnect route")

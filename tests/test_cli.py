@@ -1,0 +1,109 @@
+"""``flask thrillconnect cors …`` and ``flask thrillconnect check`` against the simulator."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from flask import Flask
+
+from flask_thrillconnect import ThrillConnect
+
+
+@pytest.fixture
+def make_cli(thrillconnect_sim):
+    def make(**config):
+        app = Flask(__name__)
+        app.config.update(
+            THRILLCONNECT_URL=thrillconnect_sim.url,
+            THRILLCONNECT_OPERATOR_ID="thrilltech",
+            THRILLCONNECT_BRAND_ID="brand1",
+            THRILLCONNECT_SERVICE_TOKEN=thrillconnect_sim.service_token,
+            THRILLCONNECT_TIMEOUT=(0.5, 1),
+        )
+        app.config.update(config)
+        ThrillConnect(app)
+        return app.test_cli_runner()
+
+    return make
+
+
+def test_cors_add_list_remove(make_cli):
+    cli = make_cli()
+
+    added = cli.invoke(
+        args=["thrillconnect", "cors", "add", "https://*.casino.example", "--mode", "Wildcard"]
+    )
+    listed = cli.invoke(args=["thrillconnect", "cors", "list"])
+    removed = cli.invoke(args=["thrillconnect", "cors", "remove", "https://*.casino.example"])
+    after = cli.invoke(args=["thrillconnect", "cors", "list"])
+
+    assert added.exit_code == 0, added.output
+    assert "Wildcard  https://*.casino.example" in listed.output
+    assert removed.exit_code == 0
+    assert "https://*.casino.example" not in after.output
+
+
+def test_cors_add_defaults_to_exact(make_cli):
+    cli = make_cli()
+
+    cli.invoke(args=["thrillconnect", "cors", "add", "https://casino.example"])
+
+    assert (
+        "Exact     https://casino.example"
+        in cli.invoke(args=["thrillconnect", "cors", "list"]).output
+    )
+
+
+def test_removing_a_missing_rule_fails_clearly(make_cli):
+    result = make_cli().invoke(args=["thrillconnect", "cors", "remove", "https://nowhere.example"])
+
+    assert result.exit_code == 1
+    assert "no CORS rule" in result.output
+
+
+def test_a_bad_mode_is_a_usage_error(make_cli):
+    result = make_cli().invoke(args=["thrillconnect", "cors", "add", "x", "--mode", "Glob"])
+
+    assert result.exit_code == 2
+
+
+def test_cors_without_a_service_token_is_a_usage_error(make_cli):
+    result = make_cli(THRILLCONNECT_SERVICE_TOKEN=None).invoke(
+        args=["thrillconnect", "cors", "list"]
+    )
+
+    assert result.exit_code == 2
+    assert "THRILLCONNECT_SERVICE_TOKEN" in result.output
+
+
+def test_check_passes_against_a_working_upstream(make_cli, thrillconnect_sim):
+    result = make_cli().invoke(args=["thrillconnect", "check"])
+
+    assert result.exit_code == 0, result.output
+    assert "all checks passed" in result.output
+    assert "WS service stream: connected" in result.output
+    assert thrillconnect_sim.service_token not in result.output
+
+
+def test_check_fails_with_a_bad_service_token(make_cli, thrillconnect_sim):
+    token = thrillconnect_sim.make_service_token(secret="wrong-secret")
+
+    result = make_cli(THRILLCONNECT_SERVICE_TOKEN=token).invoke(args=["thrillconnect", "check"])
+
+    assert result.exit_code == 1
+    assert "✗  WS service stream" in result.output
+    assert token not in result.output
+
+
+def test_check_fails_when_upstream_is_unreachable(make_cli):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    result = make_cli(THRILLCONNECT_URL=f"http://127.0.0.1:{port}").invoke(
+        args=["thrillconnect", "check"]
+    )
+
+    assert result.exit_code == 1
+    assert "✗  REST /health" in result.output

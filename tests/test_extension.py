@@ -1,0 +1,176 @@
+"""The extension object: configuration, start-up checks, several apps, server-side helpers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from flask import Flask
+
+from flask_thrillconnect import Player, ThrillConnect
+from flask_thrillconnect.errors import ConfigurationError, InvalidIdentifier
+
+REQUIRED = {
+    "THRILLCONNECT_URL": "http://127.0.0.1:9",
+    "THRILLCONNECT_OPERATOR_ID": "thrilltech",
+    "THRILLCONNECT_BRAND_ID": "brand1",
+}
+
+
+def make_app(**config) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", **{**REQUIRED, **config})
+    return app
+
+
+@pytest.mark.parametrize("key", sorted(REQUIRED))
+def test_a_missing_required_key_fails_init_app_naming_it(key):
+    app = make_app()
+    del app.config[key]
+
+    with pytest.raises(ConfigurationError, match=key):
+        ThrillConnect(app)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("THRILLCONNECT_URL", "ftp://example"),
+        ("THRILLCONNECT_WS_URL", "http://example"),
+        ("THRILLCONNECT_OPERATOR_ID", "thrilltech:brand1"),
+        ("THRILLCONNECT_BRAND_ID", "a/b"),
+        ("THRILLCONNECT_URL_PREFIX", "no-slash"),
+        ("THRILLCONNECT_CACHE_TTL", {"tickers": 2}),
+        ("THRILLCONNECT_CACHE_TTL", {"ticker": -1}),
+        ("THRILLCONNECT_STALE_TTL", "soon"),
+        ("THRILLCONNECT_TIMEOUT", (1, 2, 3)),
+        ("THRILLCONNECT_TIMEOUT", 0),
+        ("THRILLCONNECT_ALLOWED_ORIGINS", ["casino.example"]),
+        ("THRILLCONNECT_CACHE_MAX_ENTRIES", 0),
+    ],
+)
+def test_a_wrong_value_fails_init_app_naming_the_key(key, value):
+    with pytest.raises(ConfigurationError, match=key):
+        ThrillConnect(make_app(**{key: value}))
+
+
+def test_defaults_are_filled_into_the_config():
+    app = make_app()
+    ThrillConnect(app)
+
+    assert app.config["THRILLCONNECT_URL_PREFIX"] == "/thrillconnect"
+    assert app.config["THRILLCONNECT_CACHE_TTL"] == {
+        "ticker": 2,
+        "jackpot": 5,
+        "sources": 60,
+        "currencies": 300,
+    }
+    assert app.config["THRILLCONNECT_STALE_TTL"] == 300
+    assert app.config["THRILLCONNECT_TIMEOUT"] == (3.05, 10)
+    settings = app.extensions["thrillconnect"].settings
+    assert settings.ws_url == "ws://127.0.0.1:9"
+    assert settings.owner_id == "thrilltech:brand1"
+
+
+def test_partial_cache_ttl_keeps_the_other_defaults():
+    app = make_app(THRILLCONNECT_CACHE_TTL={"ticker": 1})
+    ThrillConnect(app)
+
+    assert app.extensions["thrillconnect"].settings.cache_ttl["jackpot"] == 5
+    assert app.extensions["thrillconnect"].settings.cache_ttl["ticker"] == 1
+
+
+def test_init_app_twice_on_one_app_is_an_error_with_a_hint():
+    app = make_app()
+    tc = ThrillConnect(app)
+
+    with pytest.raises(RuntimeError, match="once per app"):
+        tc.init_app(app)
+
+
+def test_the_service_token_is_not_in_the_settings_repr():
+    app = make_app(THRILLCONNECT_SERVICE_TOKEN="secret-service-jwt")
+    ThrillConnect(app)
+
+    assert "secret-service-jwt" not in repr(app.extensions["thrillconnect"].settings)
+
+
+def test_a_players_token_is_not_in_its_repr():
+    player = Player(id="player_00001", token="token_00001", currency="EUR", country_code="MT")
+
+    assert "token_00001" not in repr(player)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": "a/b"},
+        {"currency": "euro"},
+        {"country_code": "Malta"},
+        {"segments": ("vip", "a b")},
+        {"token": ""},
+    ],
+)
+def test_a_player_with_bad_fields_is_refused(fields):
+    values = {"id": "player_00001", "token": "t", "currency": "EUR", "country_code": "MT"}
+    values.update(fields)
+
+    with pytest.raises((InvalidIdentifier, TypeError)):
+        Player(**values)
+
+
+def test_one_extension_object_serves_two_apps_with_their_own_config(thrillconnect_sim):
+    tc = ThrillConnect()
+    apps = {
+        brand: make_app(THRILLCONNECT_URL=thrillconnect_sim.url, THRILLCONNECT_BRAND_ID=brand)
+        for brand in ("brand1", "brand2")
+    }
+    for app in apps.values():
+        tc.init_app(app)
+
+    with apps["brand1"].app_context():
+        brand1 = {source.source_id for source in tc.sources()}
+    with apps["brand2"].app_context():
+        brand2 = {source.source_id for source in tc.sources()}
+
+    assert "egyptian-gold" in brand1
+    assert brand2 == {"sitewide-casino", "golden-dragon"}
+    assert (
+        apps["brand1"].extensions["thrillconnect"] is not apps["brand2"].extensions["thrillconnect"]
+    )
+
+
+def test_a_custom_prefix_moves_the_blueprint(thrillconnect_sim):
+    app = make_app(THRILLCONNECT_URL=thrillconnect_sim.url, THRILLCONNECT_URL_PREFIX="/jackpots")
+    ThrillConnect(app)
+
+    with app.test_client() as client:
+        assert client.get("/jackpots/v1/currencies").status_code == 200
+        assert client.get("/thrillconnect/v1/currencies").status_code == 404
+
+
+def test_server_side_helpers_return_typed_objects_from_the_shared_cache(thrillconnect_sim):
+    app = make_app(THRILLCONNECT_URL=thrillconnect_sim.url)
+    tc = ThrillConnect(app)
+    instance_id = thrillconnect_sim.instance_ids["progressive"]
+
+    with app.test_request_context():
+        ticker = tc.ticker(instance_id)
+        jackpot = tc.jackpot_for_source("egyptian-gold")
+        rates = tc.currencies()
+    with app.test_client() as client:
+        proxied = client.get(f"/thrillconnect/v1/thrillpots/instances/{instance_id}/ticker")
+
+    assert isinstance(ticker.pots[0].current_value, Decimal)
+    assert jackpot.id == instance_id
+    assert rates.multipliers["GBP"] == Decimal("0.8592")
+    assert proxied.headers["X-Cache"] == "HIT"
+    assert thrillconnect_sim.stats()["requests"]["ticker"] == 1
+
+
+def test_helpers_outside_an_initialised_app_say_so():
+    tc = ThrillConnect()
+    app = Flask(__name__)
+
+    with app.app_context(), pytest.raises(RuntimeError, match="init_app"):
+        tc.currencies()

@@ -1,0 +1,188 @@
+"""CORS administration, ``/health`` and ``/openapi.json``."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+RULE = {"pattern": "https://*.casino.example", "match_mode": "Wildcard"}
+
+
+@pytest.fixture
+def admin(make_browser):
+    browser = make_browser()
+    browser.get("/admin/login")
+    return browser
+
+
+def test_only_admins_may_read_cors_rules(browser, thrillconnect_sim):
+    response = browser.api("GET", "/v1/cors")
+
+    assert response.status_code == 403
+    assert thrillconnect_sim.stats()["requests"]["cors"] == 0
+
+
+def test_without_a_service_token_cors_admin_is_404(make_live_portal, make_browser):
+    portal = make_live_portal(THRILLCONNECT_SERVICE_TOKEN=None)
+    browser = make_browser(portal)
+    browser.get("/admin/login")
+
+    response = browser.api("GET", "/v1/cors")
+
+    assert response.status_code == 404
+    assert "THRILLCONNECT_SERVICE_TOKEN" in response.json()["message"]
+
+
+def test_an_admin_adds_lists_and_removes_a_rule(admin):
+    token = admin.csrf_token()
+
+    added = admin.api(
+        "PUT", "/v1/cors", json={"cors_origin_list": [RULE]}, headers={"X-CSRFToken": token}
+    )
+    listed = admin.api("GET", "/v1/cors")
+    removed = admin.api(
+        "DELETE",
+        "/v1/cors",
+        json={"cors_origin_list": [RULE["pattern"]]},
+        headers={"X-CSRFToken": token},
+    )
+
+    assert added.status_code == 200
+    assert RULE in added.json()["cors_origin_list"]
+    assert RULE in listed.json()["cors_origin_list"]
+    assert removed.json()["removed"] == 1
+    assert RULE not in removed.json()["cors_origin_list"]
+
+
+def test_changing_rules_needs_the_csrf_token(admin, thrillconnect_sim):
+    response = admin.api("PUT", "/v1/cors", json={"cors_origin_list": [RULE]})
+
+    assert response.status_code == 403
+    assert thrillconnect_sim.stats()["requests"]["cors"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"cors_origin_list": [{"pattern": "https://a.example", "match_mode": "Glob"}]},
+        {"cors_origin_list": [{"pattern": "(", "match_mode": "Regex"}]},
+        {"cors_origin_list": []},
+        {"cors_origin_list": [{"pattern": "https://a.example"}]},
+        {"rules": []},
+    ],
+)
+def test_bad_rules_are_400_before_upstream(admin, thrillconnect_sim, body):
+    response = admin.api("PUT", "/v1/cors", json=body, headers={"X-CSRFToken": admin.csrf_token()})
+
+    assert response.status_code == 400
+    assert thrillconnect_sim.stats()["requests"]["cors"] == 0
+
+
+def test_health_reports_upstream_and_cache(browser):
+    browser.api("GET", "/v1/currencies")
+
+    health = browser.api("GET", "/health").json()
+
+    assert health["status"] == "ok"
+    assert health["upstream"]["rest"]["ok"] is True
+    assert health["upstream"]["rest"]["version"]
+    assert health["cache"]["entries"] == 1
+
+
+def test_health_says_degraded_when_upstream_fails(browser, thrillconnect_sim):
+    thrillconnect_sim.faults(rest={"status": 503})
+
+    health = browser.api("GET", "/health")
+
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert health.json()["upstream"]["rest"]["ok"] is False
+
+
+@pytest.fixture
+def openapi(browser):
+    return browser.api("GET", "/openapi.json").json()
+
+
+def validate(openapi, response, path, method="get"):
+    """Check a real response against the document's schema for that route and status."""
+    pointer = "/".join(
+        part.replace("~", "~0").replace("/", "~1")
+        for part in (
+            "paths",
+            path,
+            method,
+            "responses",
+            str(response.status_code),
+            "content",
+            "application/json",
+            "schema",
+        )
+    )
+    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(openapi))
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": f"urn:openapi#/{pointer}"}, registry=registry
+    )
+    validator.validate(response.json())
+
+
+def test_openapi_lists_every_route(openapi):
+    assert openapi["openapi"].startswith("3.")
+    assert set(openapi["paths"]) == {
+        "/v1/currencies",
+        "/v1/thrillpots/sources",
+        "/v1/thrillpots/instances/source/{source_id}",
+        "/v1/thrillpots/instances/{instance_id}/ticker",
+        "/v1/thrillpots/optin",
+        "/v1/cors",
+        "/health",
+    }
+
+
+def test_real_responses_match_the_openapi_document(openapi, make_browser, thrillconnect_sim):
+    player = make_browser().login("player_00001")
+    admin = make_browser()
+    admin.get("/admin/login")
+    instance = thrillconnect_sim.instance_ids["progressive"]
+    token = player.csrf_token()
+    checks = [
+        (player.api("GET", "/v1/currencies"), "/v1/currencies", "get"),
+        (
+            player.api("GET", "/v1/thrillpots/instances/source/egyptian-gold"),
+            "/v1/thrillpots/instances/source/{source_id}",
+            "get",
+        ),
+        (
+            player.api("GET", f"/v1/thrillpots/instances/{instance}/ticker"),
+            "/v1/thrillpots/instances/{instance_id}/ticker",
+            "get",
+        ),
+        (
+            player.api(
+                "POST",
+                "/v1/thrillpots/optin",
+                json={"instance_id": instance, "opt_in": True},
+                headers={"X-CSRFToken": token},
+            ),
+            "/v1/thrillpots/optin",
+            "post",
+        ),
+        (
+            player.api("GET", "/v1/thrillpots/instances/source/nope"),
+            "/v1/thrillpots/instances/source/{source_id}",
+            "get",
+        ),
+        (
+            player.api("GET", "/v1/thrillpots/instances/a%2Fb/ticker"),
+            "/v1/thrillpots/instances/{instance_id}/ticker",
+            "get",
+        ),
+        (admin.api("GET", "/v1/cors"), "/v1/cors", "get"),
+        (player.api("GET", "/health"), "/health", "get"),
+        (player.api("GET", "/v1/thrillpots/sources"), "/v1/thrillpots/sources", "get"),
+    ]
+
+    for response, path, method in checks:
+        validate(openapi, response, path, method)
