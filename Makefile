@@ -27,14 +27,19 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps lint docs
 	$(PY) -m pytest
 
 demo: $(STAMP)
 	$(PY) -m flask_thrillconnect.testing --host 127.0.0.1 --port 8600 --tick 3
 
+# wrk drives the HTTP benchmarks; Debian's package, installed when missing.
 bench: $(STAMP)
-	$(PY) -m bench
+	@command -v wrk >/dev/null 2>&1 || { \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	$(PY) -m bench.proxy_cache
+	$(PY) -m bench.hub_fanout
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html

@@ -1,0 +1,40 @@
+"""The portal the benchmarks serve with gunicorn: the extension plus a bare baseline route.
+
+Configured from the environment (``THRILLCONNECT_URL``, ``BENCH_INSTANCE_ID``) so that
+gunicorn can import ``bench.portal_app:create_app()``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, Response, current_app
+
+from flask_thrillconnect import ThrillConnect
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="bench",
+        THRILLCONNECT_URL=os.environ["THRILLCONNECT_URL"],
+        THRILLCONNECT_OPERATOR_ID="thrilltech",
+        THRILLCONNECT_BRAND_ID="brand1",
+        # Tickers stay fresh for the throughput run; currencies expire at once so the
+        # stale-while-revalidate run finds an expired entry on every request.
+        THRILLCONNECT_CACHE_TTL={"ticker": 3600, "currencies": 0},
+        THRILLCONNECT_TIMEOUT=(3.05, 30),
+    )
+    ThrillConnect(app)
+    instance_id = os.environ["BENCH_INSTANCE_ID"]
+    body: list[bytes] = []
+
+    @app.get("/bare")
+    def bare() -> Response:
+        # The same bytes as the ticker route, without the extension in the way.
+        if not body:
+            service = current_app.extensions["thrillconnect"].service
+            body.append(service.ticker(instance_id).result.entry.value)
+        return Response(body[0], mimetype="application/json")
+
+    return app
