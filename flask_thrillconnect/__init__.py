@@ -10,4 +10,4 @@ __version__ = "0.1.0.dev0"
 from .extension import ThrillConnect
 from .player import Player
 
-__all__ = ["Player", "ThrillConnect", "__version__"]
+__all__ = ["Player", "ThrillConnect", "__version__", "shutdown"]

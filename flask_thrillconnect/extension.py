@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from .client import ThrillConnectClient
 from .config import Settings, read_settings
 from .errors import ThrillConnectError, UpstreamTimeout, UpstreamUnavailable
 from .player import Player
+from .relay.service import Relay
 from .service import JackpotService
 
 logger = logging.getLogger("flask_thrillconnect")
@@ -24,6 +27,27 @@ PlayerLoader = Callable[[], Player | None]
 AdminCheck = Callable[[], bool]
 
 _HEALTH_PROBE_INTERVAL = 5.0
+
+# Every app's state in this process, so that one call can close them all at exit.
+_live_states: weakref.WeakSet[State] = weakref.WeakSet()
+
+
+def shutdown() -> None:
+    """Close every app's relay and cache in this process: browsers get 1001.
+
+    Runs at interpreter exit. Under gunicorn, call it from the ``worker_exit`` hook
+    as well, so relay connections end before the worker waits for its threads::
+
+        # gunicorn.conf.py
+        def worker_exit(server, worker):
+            from flask_thrillconnect import shutdown
+            shutdown()
+    """
+    for state in list(_live_states):
+        state.close()
+
+
+atexit.register(shutdown)
 
 
 def is_upstream_failure(exc: BaseException) -> bool:
@@ -52,8 +76,10 @@ class State:
             is_upstream_failure=is_upstream_failure,
         )
         self.service = JackpotService(settings, self.client, self.cache)
+        self.relay = Relay(settings, self.client, self.service)
         self._health_lock = threading.Lock()
         self._health: tuple[float, dict[str, Any]] | None = None
+        _live_states.add(self)
 
     def load_player(self) -> Player | None:
         """The current request's player from ``player_loader``, once per request."""
@@ -78,9 +104,12 @@ class State:
             if self._health is None or time.monotonic() - self._health[0] > _HEALTH_PROBE_INTERVAL:
                 self._health = (time.monotonic(), self._probe_rest())
             rest = self._health[1]
+        relay = self.relay.stats()
+        stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
         return {
-            "status": "ok" if rest["ok"] else "degraded",
-            "upstream": {"rest": rest},
+            "status": "ok" if rest["ok"] and stream_ok else "degraded",
+            "upstream": {"rest": rest, "stream": relay.pop("upstream")},
+            "relay": relay,
             "cache": self.cache.stats(),
         }
 
@@ -97,6 +126,8 @@ class State:
         }
 
     def close(self) -> None:
+        """Close browsers (1001) and upstream streams, stop background refreshes."""
+        self.relay.close()
         self.cache.close()
 
 
@@ -125,12 +156,14 @@ class ThrillConnect:
                 "(use one ThrillConnect object, or app factories, for several apps)"
             )
         from .cli import thrillconnect_cli
+        from .jinja import TemplateGlobal
         from .views import bp
 
         settings = read_settings(app)
         app.extensions["thrillconnect"] = State(self, settings)
         app.register_blueprint(bp, url_prefix=settings.url_prefix or None)
         app.cli.add_command(thrillconnect_cli)
+        app.jinja_env.globals["thrillconnect"] = TemplateGlobal()
 
     # -- callbacks ----------------------------------------------------------------------------
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import validation
+
+_LOCALE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +21,8 @@ class Player:
     :param currency: ISO 4217 code the player plays in (``EUR``).
     :param country_code: ISO 3166 alpha-2 country (``MT``), or ``None``.
     :param segments: the player's segments (``("vip",)``).
+    :param locale: how the player reads numbers and money (``de_DE``, ``en-GB``); when
+        ``None``, the widgets use the browser's ``Accept-Language``.
     """
 
     id: str
@@ -25,6 +30,7 @@ class Player:
     currency: str
     country_code: str | None = None
     segments: tuple[str, ...] = ()
+    locale: str | None = None
 
     def __post_init__(self) -> None:
         # Values from the portal's own session still reach upstream URLs, so they
@@ -34,5 +40,9 @@ class Player:
         if self.country_code is not None:
             validation.country_code(self.country_code)
         object.__setattr__(self, "segments", validation.segments(self.segments))
+        if self.locale is not None and not (
+            isinstance(self.locale, str) and _LOCALE.fullmatch(self.locale)
+        ):
+            raise TypeError("Player.locale must be a locale name such as 'de_DE' or 'en-GB'")
         if not isinstance(self.token, str) or not self.token:
             raise TypeError("Player.token must be a non-empty string")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
+from flask_sock import Sock
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
 from werkzeug.routing import PathConverter
@@ -12,6 +14,7 @@ from werkzeug.routing import PathConverter
 from . import schemas
 from .openapi import openapi_document
 from .optin import send_opt_in
+from .relay.endpoint import serve_browser
 from .request_bodies import CorsRemoveBody, CorsUpsertBody, OptInBody
 from .responses import cached_json, error_response, json_response
 from .security import CSRF_HEADER, check_csrf_token, check_origin
@@ -171,6 +174,46 @@ def cors_remove() -> Response:
     removed, rules = client.cors_remove(body["cors_origin_list"])
     return json_response(
         {"removed": removed, "cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)}
+    )
+
+
+# -- the relay WebSocket --------------------------------------------------------------------
+
+sock = Sock()
+_RELAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@bp.before_request
+def _guard_events_handshake() -> None:
+    """Origin, identity and resume parameters are settled before the upgrade is accepted."""
+    if request.endpoint != "thrillconnect.events":
+        return
+    current = state()
+    check_origin(current.settings.allowed_origins)
+    since = request.args.get("since")
+    if since is not None and not (since.isdigit() and len(since) <= 18):
+        raise BadRequest("since must be the last seq received (a whole number)")
+    relay_id = request.args.get("relay_id")
+    if relay_id is not None and not _RELAY_ID.fullmatch(relay_id):
+        raise BadRequest("relay_id is not valid")
+    g._thrillconnect_resume = (int(since) if since is not None else None, relay_id)
+    current.load_player()
+    # Each event is encoded once for every browser: per-connection compression would undo
+    # that, so permessage-deflate is never negotiated.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+@sock.route("/v1/events", bp=bp)
+def events(ws: object) -> None:
+    current = state()
+    since, relay_id = g._thrillconnect_resume
+    serve_browser(
+        ws,
+        current.relay,
+        current.load_player(),
+        since=since,
+        relay_id=relay_id,
+        optin_timeout=current.settings.optin_timeout,
     )
 
 

@@ -1,0 +1,436 @@
+"""The relay WebSocket ``<prefix>/v1/events``: real portal, real simulator, real sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+from urllib.parse import urlencode
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+SUBSCRIBE_ALL = {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "*"}]}}
+RECV_TIMEOUT = 5.0
+
+
+class RelayClient:
+    """A browser's relay socket (``websockets``, independent of the server's library)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.seen: list[dict] = []
+
+    def send(self, message) -> None:
+        self.connection.send(message if isinstance(message, str) else json.dumps(message))
+
+    def recv(self, timeout: float = RECV_TIMEOUT) -> dict:
+        message = json.loads(self.connection.recv(timeout=timeout))
+        self.seen.append(message)
+        return message
+
+    def recv_until(self, predicate, timeout: float = RECV_TIMEOUT) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching message within {timeout} s")
+            message = self.recv(timeout=remaining)
+            if predicate(message):
+                return message
+
+    def recv_named(self, name: str, timeout: float = RECV_TIMEOUT) -> dict:
+        return self.recv_until(lambda message: message.get("msg_name") == name, timeout)
+
+    def subscribe(self, message=SUBSCRIBE_ALL) -> None:
+        self.send(message)
+
+    def status(self) -> dict:
+        return self.recv_named("RelayStatus")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def relay_connect(portal):
+    """``relay_connect(browser=None, server=None, **query)`` opens a relay socket."""
+    stack = ExitStack()
+
+    def open_socket(browser=None, server=None, origin=None, **query):
+        base = (server or portal).url
+        url = base.replace("http://", "ws://") + "/thrillconnect/v1/events"
+        if query:
+            url += "?" + urlencode(query)
+        headers = {}
+        if browser is not None:
+            headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+        connection = stack.enter_context(
+            connect(
+                url,
+                origin=origin or base,
+                additional_headers=headers,
+                open_timeout=5,
+                close_timeout=2,
+            )
+        )
+        return RelayClient(connection)
+
+    with stack:
+        yield open_socket
+
+
+def subscribed_client(relay_connect, **kwargs) -> RelayClient:
+    client = relay_connect(**kwargs)
+    client.subscribe()
+    client.recv_until(
+        lambda m: m["msg_name"] == "RelayStatus" and m["data"]["upstream"] == "connected"
+    )
+    return client
+
+
+def closed_with(client: RelayClient, timeout: float = 10.0) -> int:
+    """Read until the relay closes the socket; the close code it sent."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            client.recv(timeout=max(0.01, deadline - time.monotonic()))
+    except ConnectionClosed as closed:
+        return closed.rcvd.code
+    pytest.fail(f"the relay did not close the socket within {timeout} s")
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.02)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+def test_the_first_message_is_a_relay_status_with_the_relay_id(relay_connect):
+    client = relay_connect()
+
+    status = client.recv()
+
+    assert status["msg_name"] == "RelayStatus"
+    assert status["source"] == "relay"
+    assert status["data"]["relay_id"]
+    assert isinstance(status["seq"], int)
+
+
+def test_jackpot_updates_fan_out_to_every_browser(relay_connect, thrillconnect_sim):
+    browsers = [subscribed_client(relay_connect) for _ in range(20)]
+
+    thrillconnect_sim.tick()
+
+    progressive = thrillconnect_sim.instance_ids["progressive"]
+    for browser in browsers:
+        update = browser.recv_until(
+            lambda m: m["msg_name"] == "JackpotUpdate" and m["data"]["id"] == progressive
+        )
+        assert update["brand_id"] == "brand1"
+        assert update["player_id"] is None
+    assert thrillconnect_sim.stats()["connections"]["service"] == 1
+
+
+def test_seq_increases_on_each_connection(relay_connect, thrillconnect_sim):
+    client = subscribed_client(relay_connect)
+    instance = thrillconnect_sim.instance_ids["sitewide"]
+
+    seqs = []
+    for _ in range(5):
+        thrillconnect_sim.win(instance)
+        seqs.append(client.recv_named("WinEvent")["seq"])
+
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+
+
+def test_nothing_arrives_before_a_subscription(relay_connect, thrillconnect_sim):
+    client = relay_connect()
+    client.status()
+    thrillconnect_sim.tick()
+
+    with pytest.raises(TimeoutError):
+        client.recv_named("JackpotUpdate", timeout=0.5)
+
+
+def test_subscriptions_filter_by_event_name(relay_connect, thrillconnect_sim):
+    client = relay_connect()
+    client.subscribe(
+        {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "WinEvent"}]}}
+    )
+    client.recv_until(
+        lambda m: m["msg_name"] == "RelayStatus" and m["data"]["upstream"] == "connected"
+    )
+    thrillconnect_sim.tick()
+    thrillconnect_sim.win(thrillconnect_sim.instance_ids["sitewide"])
+
+    message = client.recv_until(lambda m: m["msg_type"] == "Event")
+
+    assert message["msg_name"] == "WinEvent"
+
+
+def test_no_browser_misses_a_win(relay_connect, thrillconnect_sim):
+    browsers = [subscribed_client(relay_connect) for _ in range(10)]
+    instance = thrillconnect_sim.instance_ids["sitewide"]
+
+    for _ in range(30):
+        thrillconnect_sim.win(instance)
+
+    for browser in browsers:
+        wins = [browser.recv_named("WinEvent") for _ in range(30)]
+        assert all(win["data"]["instance_id"] == instance for win in wins)
+
+
+def test_targeted_events_reach_only_their_player(relay_connect, make_browser, thrillconnect_sim):
+    one = make_browser().login("player_00001")
+    three = make_browser().login("player_00003")
+    player_one = subscribed_client(relay_connect, browser=one)
+    player_three = subscribed_client(relay_connect, browser=three)
+    anonymous = subscribed_client(relay_connect)
+
+    player_one.send(
+        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
+                                "player_id": "player_00001", "brand_id": "thrilltech:brand1",
+                                "player_country": "MT", "opt_in": True}}
+    )  # fmt: skip
+    event = player_one.recv_named("OptInEvent")
+    thrillconnect_sim.win(thrillconnect_sim.instance_ids["sitewide"])  # a broadcast as a marker
+
+    assert event["player_id"] == "player_00001"
+    assert event["data"]["opted_in"] is True
+    for other in (player_three, anonymous):
+        until_marker = other.recv_named("WinEvent")
+        names = [m["msg_name"] for m in other.seen[: other.seen.index(until_marker)]]
+        assert "OptInEvent" not in names
+
+
+def test_an_opt_in_for_another_player_is_an_error_envelope(
+    relay_connect, make_browser, thrillconnect_sim
+):
+    client = subscribed_client(relay_connect, browser=make_browser().login("player_00001"))
+
+    client.send(
+        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
+                                "player_id": "player_00002", "brand_id": "thrilltech:brand1",
+                                "player_country": "GB", "opt_in": True}}
+    )  # fmt: skip
+    error = client.recv_until(lambda m: m["msg_type"] == "Error")
+
+    assert error["data"]["code"] == "player_mismatch"
+
+
+def test_anonymous_visitors_cannot_opt_in(relay_connect, thrillconnect_sim):
+    client = subscribed_client(relay_connect)
+
+    client.send(
+        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
+                                "player_id": "player_00001", "brand_id": "thrilltech:brand1",
+                                "player_country": "MT", "opt_in": True}}
+    )  # fmt: skip
+
+    assert client.recv_until(lambda m: m["msg_type"] == "Error")["data"]["code"] == "unauthorized"
+
+
+def test_a_refused_opt_in_comes_back_as_an_error(relay_connect, make_browser, thrillconnect_sim):
+    client = subscribed_client(relay_connect, browser=make_browser().login("player_00002"))
+
+    client.send(
+        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["no_gb"],
+                                "player_id": "player_00002", "brand_id": "thrilltech:brand1",
+                                "player_country": "GB", "opt_in": True}}
+    )  # fmt: skip
+
+    assert client.recv_until(lambda m: m["msg_type"] == "Error")["data"]["code"] == "not_eligible"
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://127.0.0.1:1"])
+def test_a_foreign_origin_is_refused_before_the_upgrade(relay_connect, origin):
+    with pytest.raises(InvalidStatus) as refused:
+        relay_connect(origin=origin)
+
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("query", [{"since": "-1"}, {"since": "abc"}, {"relay_id": "a/b"}])
+def test_bad_resume_parameters_are_refused_before_the_upgrade(relay_connect, query):
+    with pytest.raises(InvalidStatus) as refused:
+        relay_connect(**query)
+
+    assert refused.value.response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "message", ["not json", "{}", '{"Unknown": {}}', '{"SubscribeRequest": 1}']
+)
+def test_bad_requests_get_an_error_envelope_and_the_socket_stays_open(
+    relay_connect, thrillconnect_sim, message
+):
+    client = subscribed_client(relay_connect)
+
+    client.send(message)
+    error = client.recv_until(lambda m: m["msg_type"] == "Error")
+    thrillconnect_sim.tick()
+
+    assert error["data"]["code"] == "bad_request"
+    assert client.recv_named("JackpotUpdate")["msg_type"] == "Event"
+
+
+def test_an_oversized_message_closes_with_1009(relay_connect):
+    client = relay_connect()
+    client.status()
+
+    client.send("x" * 5000)
+
+    assert closed_with(client) == 1009
+
+
+def test_a_flood_of_requests_is_rate_limited(relay_connect):
+    client = relay_connect()
+    client.status()
+
+    for _ in range(40):
+        client.send(SUBSCRIBE_ALL)
+
+    error = client.recv_until(lambda m: m["msg_type"] == "Error")
+    assert error["data"]["code"] == "rate_limited"
+
+
+def test_resuming_with_since_delivers_the_missed_wins(relay_connect, thrillconnect_sim):
+    instance = thrillconnect_sim.instance_ids["sitewide"]
+    client = subscribed_client(relay_connect)
+    relay_id = client.seen[0]["data"]["relay_id"]
+    thrillconnect_sim.win(instance)
+    last_seq = client.recv_named("WinEvent")["seq"]
+    client.close()
+
+    missed = [thrillconnect_sim.win(instance) for _ in range(3)]
+    resumed = relay_connect(since=str(last_seq), relay_id=relay_id)
+    first = resumed.status()
+    resumed.subscribe()
+    wins = [resumed.recv_named("WinEvent") for _ in range(3)]
+
+    assert first["data"]["resumed"] is True
+    assert [win["data"]["timestamp"] for win in wins] == [event["timestamp"] for event in missed]
+    assert all(win["seq"] > last_seq for win in wins)
+
+
+def test_resuming_from_another_relay_starts_fresh(relay_connect):
+    client = relay_connect(since="5", relay_id="someotherrelay")
+
+    assert client.status()["data"]["resumed"] is False
+
+
+def test_an_upstream_drop_is_reported_and_healed_without_the_browser_reconnecting(
+    relay_connect, thrillconnect_sim
+):
+    client = subscribed_client(relay_connect)
+
+    thrillconnect_sim.faults(ws="drop")
+    down = client.recv_until(lambda m: m["msg_name"] == "RelayStatus")
+    up = client.recv_until(lambda m: m["msg_name"] == "RelayStatus", timeout=10)
+    thrillconnect_sim.tick()
+    update = client.recv_named("JackpotUpdate")
+
+    assert down["data"]["upstream"] == "reconnecting"
+    assert up["data"]["upstream"] == "connected"
+    assert update["msg_type"] == "Event"
+    assert thrillconnect_sim.stats()["connects"]["service"] == 2
+
+
+def test_a_refused_service_token_is_reported_to_browsers_and_health(
+    make_live_portal, make_browser, relay_connect, thrillconnect_sim
+):
+    portal = make_live_portal(
+        THRILLCONNECT_SERVICE_TOKEN=thrillconnect_sim.make_service_token(secret="not-the-secret")
+    )
+    client = relay_connect(server=portal)
+    client.subscribe()
+
+    assert client.status()["data"]["upstream"] == "reconnecting"
+    health = wait_for(
+        lambda: (
+            (h := make_browser(portal).api("GET", "/health").json())["upstream"]["stream"]["state"]
+            == "unauthorized"
+            and h
+        )
+    )
+    assert health["status"] == "degraded"
+    assert thrillconnect_sim.stats()["connections"]["service"] == 0
+
+
+def test_the_stream_feeds_the_ticker_cache(relay_connect, browser, thrillconnect_sim):
+    instance = thrillconnect_sim.instance_ids["progressive"]
+    path = f"/v1/thrillpots/instances/{instance}/ticker"
+    client = subscribed_client(relay_connect)
+    before = browser.api("GET", path).json()
+
+    thrillconnect_sim.tick()
+    update = client.recv_until(
+        lambda m: m["msg_name"] == "JackpotUpdate" and m["data"]["id"] == instance
+    )
+    after = wait_for(lambda: (r := browser.api("GET", path).json()) != before and r)
+
+    assert float(after["pots"][0]["current_value"]) == update["data"]["pots"][0]["current_value"]
+    assert thrillconnect_sim.stats()["requests"]["ticker"] == 1
+
+
+def test_without_a_service_token_players_share_one_upstream_connection(
+    make_live_portal, make_browser, relay_connect, thrillconnect_sim
+):
+    portal = make_live_portal(THRILLCONNECT_SERVICE_TOKEN=None)
+    player = make_browser(portal).login("player_00001")
+    tabs = [subscribed_client(relay_connect, browser=player, server=portal) for _ in range(3)]
+
+    thrillconnect_sim.tick()
+    for tab in tabs:
+        tab.recv_named("JackpotUpdate")
+    assert thrillconnect_sim.stats()["connections"] == {"service": 0, "player": 1}
+
+    for tab in tabs:
+        tab.close()
+    wait_for(lambda: thrillconnect_sim.stats()["connections"]["player"] == 0)
+
+
+def test_without_a_service_token_opt_in_goes_over_the_players_stream(
+    make_live_portal, make_browser, relay_connect, thrillconnect_sim
+):
+    portal = make_live_portal(THRILLCONNECT_SERVICE_TOKEN=None)
+    client = subscribed_client(
+        relay_connect, browser=make_browser(portal).login("player_00001"), server=portal
+    )
+
+    client.send(
+        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
+                                "player_id": "player_00001", "brand_id": "thrilltech:brand1",
+                                "player_country": "MT", "opt_in": True}}
+    )  # fmt: skip
+
+    assert client.recv_named("OptInEvent")["data"]["opted_in"] is True
+    assert thrillconnect_sim.stats()["connects"]["player"] == 1
+
+
+def test_closing_the_app_closes_browsers_with_1001(portal, relay_connect):
+    client = subscribed_client(relay_connect)
+
+    portal.app.extensions["thrillconnect"].close()
+
+    assert closed_with(client) == 1001
+
+
+def test_a_browser_that_falls_too_far_behind_is_closed_with_1013(portal, relay_connect):
+    relay = portal.app.extensions["thrillconnect"].relay
+    client = subscribed_client(relay_connect)
+    win = {"msg_type": "Event", "source": "thrillpots", "msg_name": "WinEvent",
+           "operator_id": "thrilltech", "brand_id": "brand1", "player_id": None,
+           "data": {"padding": "x" * 2000}, "timestamp": 0}  # fmt: skip
+
+    # The browser reads nothing while far more wins than its outbox holds are relayed.
+    for _ in range(6000):
+        relay.hub.publish(win, "broadcast")
+
+    assert closed_with(client) == 1013
