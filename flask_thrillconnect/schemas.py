@@ -733,20 +733,11 @@ class JackpotUpdate:
 
 
 @_registered
-class JackpotUpdateSchema(BaseSchema):
-    """Loads into and dumps :class:`JackpotUpdate`."""
+class JackpotUpdateSchema(TickerSchema):
+    """Loads into and dumps :class:`JackpotUpdate`: a ticker whose money is numbers."""
 
     __model__ = JackpotUpdate
-    id = fields.String(required=True)
-    jackpot_type = fields.String(required=True, validate=validate.OneOf(JACKPOT_TYPES))
-    currency = fields.String(required=True)
     pots = Sequence(fields.Nested(JackpotUpdatePotSchema), required=True)
-    allowed_brands = Sequence(fields.String(), required=True)
-    allowed_sources = Sequence(fields.String(), required=True)
-    status = fields.String(required=True, validate=validate.OneOf(JACKPOT_STATUSES))
-    timestamp_start = Timestamp(required=True)
-    timestamp_end = _nullable(Timestamp)
-    last_updated = Timestamp(required=True)
 
 
 @dataclass(frozen=True, slots=True)
