@@ -30,8 +30,10 @@ format: $(STAMP)
 test: $(STAMP) system-deps lint docs
 	$(PY) -m pytest
 
+# The example portal on http://127.0.0.1:5000, against an embedded simulator unless
+# THRILLCONNECT_URL (and its credentials) are set in the environment.
 demo: $(STAMP)
-	$(PY) -m flask_thrillconnect.testing --host 127.0.0.1 --port 8600 --tick 3
+	$(PY) -m example_portal --host 127.0.0.1 --port 5000
 
 # wrk drives the HTTP benchmarks; Debian's package, installed when missing.
 bench: $(STAMP)

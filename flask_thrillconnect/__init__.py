@@ -7,7 +7,7 @@ returns. The simulator lives in :mod:`flask_thrillconnect.testing`.
 # Before the imports: modules below read it (the client's User-Agent, OpenAPI).
 __version__ = "0.1.0.dev0"
 
-from .extension import ThrillConnect
+from .extension import ThrillConnect, shutdown
 from .player import Player
 
 __all__ = ["Player", "ThrillConnect", "__version__", "shutdown"]
