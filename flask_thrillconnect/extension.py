@@ -72,7 +72,8 @@ class State:
         self.cache = ResponseCache(
             MemoryStorage(max_entries=settings.cache_max_entries),
             stale_ttl=settings.stale_ttl,
-            wait_timeout=sum(settings.timeout),
+            # Waiters give the leader's fetch as long as it may take, retries included.
+            wait_timeout=(self.client.retries + 1) * sum(settings.timeout),
             is_upstream_failure=is_upstream_failure,
         )
         self.service = JackpotService(settings, self.client, self.cache)
