@@ -1,0 +1,862 @@
+/*
+ * flask_thrillconnect widgets: keeps the server-rendered jackpot tickers, opt-in widgets and win
+ * feeds of thrillconnect/widgets.html live.
+ *
+ * Plain, dependency-free, no build step. Works under a strict CSP: no inline handlers, no eval,
+ * no inline styles (state is shown by toggling classes and the `hidden` attribute).
+ *
+ * Page configuration: data- attributes of this script's own tag (thrillconnect.assets()):
+ *   data-tc-config          marks the tag
+ *   data-tc-base            the blueprint prefix ("/thrillconnect")
+ *   data-tc-events          the relay WebSocket path ("/thrillconnect/v1/events")
+ *   data-tc-player          the player's id (absent for anonymous visitors)
+ *   data-tc-currency        the display currency (absent for anonymous visitors)
+ *   data-tc-locale          BCP 47 locale for Intl ("en-GB")
+ *   data-tc-rates           {"base_currency", "multipliers"} JSON (absent when unknown)
+ *
+ * DOM hooks: see the comment at the top of templates/thrillconnect/widgets.html.
+ *
+ * Live data: ONE relay WebSocket per page (ws(s)://<host><events path>), subscribed to every
+ * thrillpots event. Reconnects with exponential backoff and jitter (capped at 30 s), resuming
+ * with ?since=<highest seq>&relay_id=<id>; refreshes tickers over REST when the relay could not
+ * resume. Nothing global but a read-only status for tests:
+ *   window.ThrillConnect.state    "idle" (no widget on the page) | "connecting" | "open" | "closed"
+ *   window.ThrillConnect.lastSeq  highest `seq` seen (null before any)
+ *   window.ThrillConnect.relayId  the relay's id from its first RelayStatus (null before)
+ *   window.ThrillConnect.upstream "connected" | "reconnecting" | null (last RelayStatus)
+ */
+(function () {
+  "use strict";
+
+  if (window.ThrillConnect) {
+    return; // assets() included twice: one instance is enough
+  }
+
+  var BACKOFF_BASE_MS = 1000;
+  var BACKOFF_CAP_MS = 30000;
+  var FELL_BEHIND_DELAY_MS = 250;
+  var CLOSE_FELL_BEHIND = 1013;
+  var ANIMATION_MS = 1000;
+  var FETCH_TIMEOUT_MS = 10000;
+  var UNAVAILABLE_RETRY_MS = 10000;
+  var OPTIN_TIMEOUT_MS = 20000;
+  var MAX_FEED_LIMIT = 100;
+  var STATUS_NOTES = { Pending: "Starts soon", Paused: "Paused", Terminated: "Ended" };
+  var OPTIN_ERRORS = {
+    400: "That choice was not accepted. Please pick another contribution and try again.",
+    401: "Your session has ended. Please log in again to join.",
+    403: "You cannot join this jackpot, or this page is out of date. Reload the page and try again.",
+    404: "This jackpot is no longer available. Reload the page to see the current jackpots.",
+    502: "The jackpot service is unavailable right now. Please try again in a moment.",
+    503: "The jackpot service is unavailable right now. Please try again in a moment.",
+    504: "The jackpot service took too long to answer. Please try again in a moment."
+  };
+  var OPTIN_ERROR_NETWORK = "Could not reach the server. Check your connection and try again.";
+  var OPTIN_ERROR_OTHER = "Something went wrong. Please try again.";
+
+  // -- page configuration ------------------------------------------------------------------
+
+  var script = document.currentScript || document.querySelector("script[data-tc-config]");
+  var data = (script && script.dataset) || {};
+  var config = {
+    base: data.tcBase || "",
+    events: data.tcEvents || (data.tcBase || "") + "/v1/events",
+    player: data.tcPlayer || null,
+    currency: data.tcCurrency || null,
+    locale: data.tcLocale || navigator.language || "en",
+    rates: parseRates(data.tcRates)
+  };
+
+  function parseRates(text) {
+    if (!text) {
+      return null;
+    }
+    try {
+      var rates = JSON.parse(text);
+      return rates && rates.multipliers ? rates : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // -- status exposed for tests (read-only) ------------------------------------------------
+
+  var status = { state: "idle", lastSeq: null, relayId: null, upstream: null };
+  var api = {};
+  ["state", "lastSeq", "relayId", "upstream"].forEach(function (name) {
+    Object.defineProperty(api, name, {
+      enumerable: true,
+      get: function () {
+        return status[name];
+      }
+    });
+  });
+  Object.defineProperty(window, "ThrillConnect", { value: Object.freeze(api) });
+
+  // -- money: convert and format -----------------------------------------------------------
+
+  var formatters = {};
+
+  function formatter(currency) {
+    var key = config.locale + "|" + currency;
+    if (!formatters[key]) {
+      try {
+        formatters[key] = new Intl.NumberFormat(config.locale, { style: "currency", currency: currency });
+      } catch (e) {
+        formatters[key] = new Intl.NumberFormat("en", { style: "currency", currency: currency });
+      }
+    }
+    return formatters[key];
+  }
+
+  function formatMoney(value, currency) {
+    try {
+      return formatter(currency).format(value);
+    } catch (e) {
+      return value.toFixed(2) + " " + currency;
+    }
+  }
+
+  /** `amount` in `from` converted to `to` with {base_currency, multipliers}; null if unknown. */
+  function convert(amount, from, to, rates) {
+    if (from === to) {
+      return amount;
+    }
+    var m = rates && rates.multipliers;
+    if (!m || !(m[from] > 0) || !(m[to] > 0)) {
+      return null;
+    }
+    return (amount / m[from]) * m[to]; // via the base currency: in_ccy = in_base × m[ccy]
+  }
+
+  /** The currency a viewer sees amounts of `currency` in: theirs when convertible. */
+  function displayCurrency(currency, rates) {
+    if (config.currency && convert(1, currency, config.currency, rates) !== null) {
+      return config.currency;
+    }
+    return currency;
+  }
+
+  // -- animation ---------------------------------------------------------------------------
+
+  var reducedMotion = window.matchMedia ? window.matchMedia("(prefers-reduced-motion: reduce)") : null;
+  var shown = new WeakMap(); // amount element → {value, currency, frame}
+
+  function showAmount(element, value, currency) {
+    var previous = shown.get(element);
+    if (previous && previous.frame) {
+      cancelAnimationFrame(previous.frame);
+    }
+    var current = { value: value, currency: currency, frame: 0 };
+    shown.set(element, current);
+    var from = previous && previous.currency === currency ? previous.shownValue : null;
+    var jump = from === null || from === undefined || from === value ||
+      (reducedMotion && reducedMotion.matches) || document.hidden;
+    if (jump) {
+      current.shownValue = value;
+      element.textContent = formatMoney(value, currency);
+      return;
+    }
+    var started = null;
+    current.shownValue = from;
+    function step(now) {
+      if (started === null) {
+        started = now;
+      }
+      var t = Math.min(1, (now - started) / ANIMATION_MS);
+      var eased = 1 - Math.pow(1 - t, 3);
+      current.shownValue = from + (value - from) * eased;
+      element.textContent = formatMoney(current.shownValue, currency);
+      current.frame = t < 1 ? requestAnimationFrame(step) : 0;
+    }
+    current.frame = requestAnimationFrame(step);
+  }
+
+  // -- DOM helpers -------------------------------------------------------------------------
+
+  function widgets(kind) {
+    return Array.prototype.slice.call(document.querySelectorAll('[data-tc-widget="' + kind + '"]'));
+  }
+
+  function widgetsOfInstance(kind, instanceId) {
+    return widgets(kind).filter(function (widget) {
+      return widget.dataset.tcInstance === instanceId;
+    });
+  }
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) {
+      node.className = className;
+    }
+    if (text !== undefined && text !== null) {
+      node.textContent = String(text);
+    }
+    return node;
+  }
+
+  function potLabel(potId) {
+    var text = String(potId).replace(/[_-]+/g, " ").trim();
+    return text ? text.charAt(0).toUpperCase() + text.slice(1) : String(potId);
+  }
+
+  // -- tickers -----------------------------------------------------------------------------
+
+  function tickerCurrency(widget, jackpotCurrency) {
+    return widget.dataset.tcDisplayCurrency || displayCurrency(jackpotCurrency, config.rates);
+  }
+
+  /** Seed the animation start of each server-rendered amount from its raw value. */
+  function initTicker(widget) {
+    var currency = widget.dataset.tcCurrency;
+    if (!currency) {
+      return;
+    }
+    var target = tickerCurrency(widget, currency);
+    widget.querySelectorAll("[data-tc-pot]").forEach(function (pot) {
+      var amount = pot.querySelector("[data-tc-amount]");
+      var converted = convert(Number(pot.dataset.tcValue), currency, target, config.rates);
+      if (amount && converted !== null && isFinite(converted)) {
+        shown.set(amount, { value: converted, shownValue: converted, currency: target, frame: 0 });
+      }
+    });
+  }
+
+  /** Apply {currency, status, pots: [{id, current_value}]} to one ticker widget. */
+  function updateTicker(widget, jackpot) {
+    var currency = jackpot.currency || widget.dataset.tcCurrency;
+    if (!currency) {
+      return;
+    }
+    if (!widget.dataset.tcCurrency) {
+      widget.dataset.tcCurrency = currency;
+    }
+    if (!widget.dataset.tcDisplayCurrency) {
+      widget.dataset.tcDisplayCurrency = displayCurrency(currency, config.rates);
+    }
+    var target = widget.dataset.tcDisplayCurrency;
+    if (convert(1, currency, target, config.rates) === null) {
+      target = currency; // no rate for this jackpot's currency: show it as it is
+    }
+    if (jackpot.status) {
+      setTickerStatus(widget, jackpot.status);
+    }
+    var list = widget.querySelector("[data-tc-pots]");
+    (jackpot.pots || []).forEach(function (pot) {
+      var raw = Number(pot.current_value);
+      if (!list || !isFinite(raw)) {
+        return;
+      }
+      var row = null;
+      list.querySelectorAll("[data-tc-pot]").forEach(function (candidate) {
+        if (candidate.dataset.tcPot === String(pot.id)) {
+          row = candidate;
+        }
+      });
+      if (!row) {
+        row = element("li", "tc-ticker__pot");
+        row.dataset.tcPot = String(pot.id);
+        row.appendChild(element("span", "tc-ticker__pot-name", potLabel(pot.id)));
+        var amountNode = element("span", "tc-ticker__amount");
+        amountNode.setAttribute("data-tc-amount", "");
+        row.appendChild(amountNode);
+        list.appendChild(row);
+      }
+      row.dataset.tcValue = String(pot.current_value);
+      var amount = row.querySelector("[data-tc-amount]");
+      var converted = convert(raw, currency, target, config.rates);
+      if (amount && converted !== null) {
+        showAmount(amount, converted, target);
+      }
+    });
+    if (widget.dataset.tcState === "unavailable") {
+      widget.dataset.tcState = "stale"; // data at last; live once the relay says connected
+      widget.classList.remove("tc-unavailable");
+      toggle(widget, "[data-tc-unavailable-note]", false);
+      setTickerState(widget, status.upstream === "connected" ? "live" : "stale");
+    }
+  }
+
+  function setTickerStatus(widget, value) {
+    widget.dataset.tcStatus = value;
+    var note = widget.querySelector("[data-tc-status-note]");
+    if (note) {
+      note.textContent = STATUS_NOTES[value] || "";
+      note.hidden = !STATUS_NOTES[value];
+    }
+  }
+
+  function setTickerState(widget, state) {
+    if (widget.dataset.tcState === "unavailable" && state !== "unavailable") {
+      return; // only data (updateTicker) makes an unavailable ticker available
+    }
+    widget.dataset.tcState = state;
+    widget.classList.toggle("tc-stale", state !== "live");
+    toggle(widget, "[data-tc-stale-note]", state === "stale");
+  }
+
+  function toggle(root, selector, visible) {
+    root.querySelectorAll(selector).forEach(function (node) {
+      node.hidden = !visible;
+    });
+  }
+
+  function markTickers(state) {
+    widgets("ticker").forEach(function (widget) {
+      setTickerState(widget, state);
+    });
+  }
+
+  // -- REST refresh (relay could not resume, or a ticker rendered unavailable) ---------------
+
+  var refreshing = {};
+
+  function getJson(path) {
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = controller ? setTimeout(function () { controller.abort(); }, FETCH_TIMEOUT_MS) : 0;
+    return fetch(config.base + path, {
+      credentials: "same-origin",
+      cache: "no-cache", // revalidate (ETag): a refresh must not read the browser's old copy
+      headers: { Accept: "application/json" },
+      signal: controller ? controller.signal : undefined
+    }).then(function (response) {
+      if (!response.ok) {
+        throw new Error("HTTP " + response.status);
+      }
+      return response.json();
+    }).finally(function () {
+      clearTimeout(timer);
+    });
+  }
+
+  function refreshOnce(key, path, apply) {
+    if (refreshing[key]) {
+      return; // one request per ticker at a time
+    }
+    refreshing[key] = true;
+    getJson(path).then(apply, function () {
+      /* stays as it is; the next RelayStatus tries again */
+    }).finally(function () {
+      delete refreshing[key];
+    });
+  }
+
+  function refreshTickers(onlyUnavailable) {
+    var seen = {};
+    widgets("ticker").forEach(function (widget) {
+      var unavailable = widget.dataset.tcState === "unavailable";
+      if (onlyUnavailable && !unavailable) {
+        return;
+      }
+      var instanceId = widget.dataset.tcInstance;
+      var sourceId = widget.dataset.tcSource;
+      if (instanceId && !unavailable) {
+        if (seen[instanceId]) {
+          return;
+        }
+        seen[instanceId] = true;
+        refreshOnce("i:" + instanceId,
+          "/v1/thrillpots/instances/" + encodeURIComponent(instanceId) + "/ticker",
+          function (ticker) { applyJackpotUpdate(ticker); });
+      } else if (sourceId) {
+        refreshOnce("s:" + sourceId,
+          "/v1/thrillpots/instances/source/" + encodeURIComponent(sourceId),
+          function (jackpot) {
+            if (!jackpot || !jackpot.id) {
+              return;
+            }
+            widgets("ticker").forEach(function (same) {
+              if (same.dataset.tcSource === sourceId) {
+                same.dataset.tcInstance = String(jackpot.id);
+                updateTicker(same, jackpot);
+              }
+            });
+          });
+      } else if (instanceId) {
+        refreshOnce("i:" + instanceId,
+          "/v1/thrillpots/instances/" + encodeURIComponent(instanceId) + "/ticker",
+          function (ticker) { applyJackpotUpdate(ticker); });
+      }
+    });
+  }
+
+  // -- events --------------------------------------------------------------------------------
+
+  var lastRetryOfUnavailable = 0;
+
+  /** Live events flow but some ticker rendered "unavailable": retry those, at most every 10 s. */
+  function retryUnavailableTickers() {
+    var now = Date.now();
+    if (now - lastRetryOfUnavailable < UNAVAILABLE_RETRY_MS) {
+      return;
+    }
+    lastRetryOfUnavailable = now;
+    refreshTickers(true);
+  }
+
+  function applyJackpotUpdate(jackpot) {
+    if (!jackpot || !jackpot.id) {
+      return;
+    }
+    widgetsOfInstance("ticker", String(jackpot.id)).forEach(function (widget) {
+      updateTicker(widget, jackpot);
+    });
+  }
+
+  function applyRelayStatus(news) {
+    if (news.relay_id && news.relay_id !== status.relayId) {
+      status.relayId = String(news.relay_id);
+      status.lastSeq = null; // another relay counts seqs afresh
+    }
+    if (news.upstream === "connected" || news.upstream === "reconnecting") {
+      status.upstream = news.upstream;
+    }
+    markTickers(status.upstream === "connected" ? "live" : "stale");
+    // Values may have been missed: the relay could not resume, or this reconnect had no `since`.
+    var reconnectedAfresh = news.relay_id && news.resumed === undefined && socketsOpened > 1;
+    if (news.resumed === false || reconnectedAfresh) {
+      refreshTickers(false);
+    } else if (status.upstream === "connected") {
+      lastRetryOfUnavailable = Date.now();
+      refreshTickers(true);
+    }
+  }
+
+  function maskPlayerId(id) {
+    var text = String(id || "");
+    if (text.length <= 6) {
+      return text.charAt(0) + "…";
+    }
+    return text.slice(0, 3) + "…" + text.slice(-3);
+  }
+
+  function formatTime(timestamp) {
+    var date = new Date(Number(timestamp) || Date.now());
+    var text;
+    try {
+      text = new Intl.DateTimeFormat(config.locale, { hour: "2-digit", minute: "2-digit" }).format(date);
+    } catch (e) {
+      text = date.toISOString().slice(11, 16);
+    }
+    var node = element("time", "tc-win__time", text);
+    node.setAttribute("datetime", date.toISOString());
+    return node;
+  }
+
+  /** Add one win to every feed; `win` = {player_id, instance_id, jackpot_name, pot, amount,
+   *  currency, rates, timestamp}. */
+  function addWin(win) {
+    var mine = config.player !== null && win.player_id === config.player;
+    var target = displayCurrency(win.currency, win.rates);
+    var converted = convert(win.amount, win.currency, target, win.rates);
+    if (converted === null) {
+      target = win.currency;
+      converted = win.amount;
+    }
+    var amountText = formatMoney(converted, target);
+    widgets("win-feed").forEach(function (feed) {
+      var list = feed.querySelector("[data-tc-feed-list]");
+      if (!list) {
+        return;
+      }
+      var empty = list.querySelector("[data-tc-feed-empty]");
+      if (empty) {
+        empty.remove();
+      }
+      var item = element("li", "tc-win" + (mine ? " tc-win--mine" : ""));
+      item.setAttribute("data-tc-win", "");
+      item.dataset.tcInstance = String(win.instance_id || "");
+      item.appendChild(element("span", "tc-win__amount", amountText));
+      var what = win.jackpot_name || "Jackpot";
+      if (win.pot) {
+        what += " · " + potLabel(win.pot);
+      }
+      item.appendChild(element("span", "tc-win__jackpot", what));
+      item.appendChild(element("span", "tc-win__player", mine ? "You" : maskPlayerId(win.player_id)));
+      item.appendChild(formatTime(win.timestamp));
+      list.insertBefore(item, list.firstChild);
+      var limit = Math.min(MAX_FEED_LIMIT, Math.max(1, parseInt(feed.dataset.tcLimit, 10) || 10));
+      while (list.children.length > limit) {
+        list.removeChild(list.lastChild);
+      }
+    });
+    if (mine) {
+      celebrate(amountText, win.jackpot_name);
+    }
+  }
+
+  function eventRates(event) {
+    var rates = event.currency_multipliers;
+    return rates && rates.multipliers ? rates : config.rates;
+  }
+
+  function applyWinEvent(event) {
+    if (event.win_withheld) {
+      return;
+    }
+    addWin({
+      player_id: event.player_id,
+      instance_id: event.instance_id,
+      jackpot_name: event.jackpot_name,
+      pot: event.win_pot_id,
+      amount: Number(event.win_amount),
+      currency: event.jackpot_currency,
+      rates: eventRates(event),
+      timestamp: event.timestamp
+    });
+  }
+
+  function applyRaffleWinEvent(event) {
+    if (event.win_withheld || !Array.isArray(event.winners)) {
+      return;
+    }
+    event.winners.slice(0, MAX_FEED_LIMIT).forEach(function (winner) {
+      addWin({
+        player_id: winner.player_id,
+        instance_id: event.instance_id,
+        jackpot_name: event.jackpot_name,
+        pot: null,
+        amount: Number(winner.win_amount),
+        currency: winner.currency || event.jackpot_currency,
+        rates: eventRates(event),
+        timestamp: event.timestamp
+      });
+    });
+  }
+
+  // -- celebration -------------------------------------------------------------------------
+
+  var returnFocus = null;
+
+  function celebrate(amountText, jackpotName) {
+    var dialog = document.querySelector("[data-tc-celebration]");
+    if (!dialog) {
+      return;
+    }
+    var text = dialog.querySelector("[data-tc-celebration-text]");
+    if (text) {
+      text.textContent = "You won " + amountText + (jackpotName ? " in " + jackpotName : "") + ".";
+    }
+    if (dialog.hidden) {
+      returnFocus = document.activeElement;
+    }
+    dialog.hidden = false;
+    dialog.classList.remove("tc-celebration--open");
+    void dialog.offsetWidth; // restart the entrance animation for a second win
+    dialog.classList.add("tc-celebration--open");
+    var close = dialog.querySelector("[data-tc-celebration-close]");
+    (close || dialog).focus();
+  }
+
+  function dismissCelebration(dialog) {
+    dialog.hidden = true;
+    dialog.classList.remove("tc-celebration--open");
+    var back = returnFocus;
+    returnFocus = null;
+    if (back && typeof back.focus === "function" && document.contains(back)) {
+      back.focus();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var close = event.target.closest && event.target.closest("[data-tc-celebration-close]");
+    if (close) {
+      dismissCelebration(close.closest("[data-tc-celebration]"));
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") {
+      return;
+    }
+    var dialog = event.target.closest && event.target.closest("[data-tc-celebration]");
+    if (dialog && !dialog.hidden) {
+      dismissCelebration(dialog);
+    }
+  });
+
+  // -- opt-in ------------------------------------------------------------------------------
+
+  function text(widget, name, fallback) {
+    return widget.dataset["tcText" + name] || fallback;
+  }
+
+  function setOptedIn(widget, optedIn, preferred) {
+    widget.dataset.tcOptedIn = optedIn ? "true" : "false";
+    var state = widget.querySelector("[data-tc-optin-state]");
+    if (state) {
+      state.textContent = optedIn
+        ? text(widget, "In", "You are in this jackpot.")
+        : text(widget, "Out", "You are not in this jackpot.");
+    }
+    var join = widget.querySelector("[data-tc-optin-join]");
+    if (join) {
+      join.textContent = optedIn ? text(widget, "Save", "Save contribution") : text(widget, "Join", "Join jackpot");
+    }
+    var leave = widget.querySelector("[data-tc-optin-leave]");
+    if (leave) {
+      leave.hidden = !optedIn;
+    }
+    var select = widget.querySelector("[data-tc-contribution]");
+    if (select && preferred !== null && preferred !== undefined) {
+      Array.prototype.forEach.call(select.options, function (option) {
+        if (Number(option.value) === Number(preferred)) {
+          select.value = option.value;
+        }
+      });
+    }
+  }
+
+  function applyOptInEvent(event) {
+    if (!config.player || event.player_id !== config.player || !event.instance_id) {
+      return;
+    }
+    widgetsOfInstance("optin", String(event.instance_id)).forEach(function (widget) {
+      setOptedIn(widget, event.opted_in === true, event.preferred_contribution_value);
+    });
+  }
+
+  function setControlsEnabled(form, enabled) {
+    form.querySelectorAll("button, select").forEach(function (control) {
+      control.disabled = !enabled;
+    });
+    form.setAttribute("aria-busy", enabled ? "false" : "true");
+  }
+
+  function say(widget, message, error) {
+    var messageNode = widget.querySelector("[data-tc-optin-message]");
+    var errorNode = widget.querySelector("[data-tc-optin-error]");
+    if (messageNode) {
+      messageNode.textContent = error ? "" : message;
+      messageNode.hidden = error || !message;
+    }
+    if (errorNode) {
+      errorNode.textContent = error ? message : "";
+      errorNode.hidden = !error;
+    }
+  }
+
+  function submitOptIn(form, submitter) {
+    var widget = form.closest('[data-tc-widget="optin"]');
+    if (!widget || form.getAttribute("aria-busy") === "true") {
+      return;
+    }
+    var optIn = !(submitter && submitter.hasAttribute("data-tc-optin-leave"));
+    var wasIn = widget.dataset.tcOptedIn === "true";
+    var body = { opt_in: optIn };
+    if (widget.dataset.tcInstance) {
+      body.instance_id = widget.dataset.tcInstance;
+    } else {
+      body.source_id = widget.dataset.tcSource;
+    }
+    var select = form.querySelector("[data-tc-contribution]");
+    if (optIn && select && select.value) {
+      body.contribution_value = Number(select.value);
+    }
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = controller ? setTimeout(function () { controller.abort(); }, OPTIN_TIMEOUT_MS) : 0;
+    setControlsEnabled(form, false);
+    say(widget, "Saving…", false);
+    fetch(config.base + "/v1/thrillpots/optin", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json",
+        "X-CSRFToken": widget.dataset.tcCsrf || ""
+      },
+      body: JSON.stringify(body),
+      signal: controller ? controller.signal : undefined
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (answer) {
+        if (!response.ok) {
+          say(widget, OPTIN_ERRORS[response.status] || OPTIN_ERROR_OTHER, true);
+          return;
+        }
+        if (answer.instance_id) {
+          widget.dataset.tcInstance = String(answer.instance_id);
+        }
+        var nowIn = answer.opted_in === true;
+        setOptedIn(widget, nowIn, answer.preferred_contribution_value);
+        say(widget, nowIn ? (wasIn ? "Your contribution is saved." : "You joined the jackpot.")
+          : "You left the jackpot.", false);
+      });
+    }, function () {
+      say(widget, OPTIN_ERROR_NETWORK, true);
+    }).finally(function () {
+      clearTimeout(timer);
+      setControlsEnabled(form, true);
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("[data-tc-optin-form]")) {
+      return;
+    }
+    event.preventDefault();
+    submitOptIn(form, event.submitter || null);
+  });
+
+  function enableOptInForms() {
+    document.querySelectorAll("form[data-tc-optin-form]").forEach(function (form) {
+      setControlsEnabled(form, true);
+    });
+  }
+
+  // -- the relay WebSocket -----------------------------------------------------------------
+
+  var socket = null;
+  var reconnectTimer = 0;
+  var attempts = 0;
+  var stopped = false;
+  var socketsOpened = 0;
+
+  function relayUrl() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var url = scheme + location.host + config.events;
+    if (status.lastSeq !== null && status.relayId) {
+      url += "?since=" + encodeURIComponent(status.lastSeq) + "&relay_id=" + encodeURIComponent(status.relayId);
+    }
+    return url;
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    if (socket || stopped) {
+      return; // never more than one socket
+    }
+    status.state = "connecting";
+    var ws;
+    try {
+      ws = new WebSocket(relayUrl());
+    } catch (e) {
+      status.state = "closed";
+      scheduleReconnect(0);
+      return;
+    }
+    socket = ws;
+    ws.onopen = function () {
+      status.state = "open";
+      socketsOpened += 1;
+      ws.send(JSON.stringify({ SubscribeRequest: { events: [{ source: "thrillpots", event_type: "*" }] } }));
+    };
+    ws.onmessage = function (message) {
+      attempts = 0; // the relay talks to us: the next drop starts the backoff afresh
+      var envelope;
+      try {
+        envelope = JSON.parse(message.data);
+      } catch (e) {
+        return;
+      }
+      if (envelope && typeof envelope === "object") {
+        handle(envelope);
+      }
+    };
+    ws.onerror = function () {
+      /* a close event follows; nothing to report */
+    };
+    ws.onclose = function (event) {
+      if (socket !== ws) {
+        return;
+      }
+      socket = null;
+      status.state = "closed";
+      markTickers("stale");
+      scheduleReconnect(event.code);
+    };
+  }
+
+  function scheduleReconnect(code) {
+    if (stopped || reconnectTimer) {
+      return;
+    }
+    var delay;
+    if (code === CLOSE_FELL_BEHIND && attempts === 0) {
+      delay = FELL_BEHIND_DELAY_MS * (1 + Math.random()); // fell behind: catch up promptly
+    } else {
+      var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempts));
+      delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    }
+    attempts = Math.min(attempts + 1, 16);
+    reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function handle(envelope) {
+    var seq = envelope.seq;
+    var body = envelope.data && typeof envelope.data === "object" ? envelope.data : {};
+    if (envelope.source === "relay" && envelope.msg_name === "RelayStatus") {
+      applyRelayStatus(body); // first: a new relay_id resets the seq we resume from
+    }
+    if (typeof seq === "number" && (status.lastSeq === null || seq > status.lastSeq)) {
+      status.lastSeq = seq;
+    }
+    if (envelope.msg_type !== "Event" || envelope.source !== "thrillpots") {
+      return;
+    }
+    switch (envelope.msg_name) {
+      case "JackpotUpdate":
+        applyJackpotUpdate(body);
+        if (document.querySelector('[data-tc-widget="ticker"][data-tc-state="unavailable"]')) {
+          retryUnavailableTickers();
+        }
+        break;
+      case "WinEvent":
+        applyWinEvent(body);
+        break;
+      case "RaffleWinEvent":
+        applyRaffleWinEvent(body);
+        break;
+      case "OptInEvent":
+        applyOptInEvent(body);
+        break;
+      default:
+        break;
+    }
+  }
+
+  function stop() {
+    stopped = true;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    if (socket) {
+      var ws = socket;
+      socket = null;
+      ws.onclose = null;
+      ws.close(1000);
+      status.state = "closed";
+    }
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+
+  function start() {
+    widgets("ticker").forEach(initTicker);
+    enableOptInForms();
+    if (!document.querySelector("[data-tc-widget]")) {
+      return; // nothing to keep live on this page
+    }
+    window.addEventListener("pagehide", stop);
+    window.addEventListener("pageshow", function (event) {
+      if (event.persisted) {
+        stopped = false;
+        attempts = 0;
+        connect();
+      }
+    });
+    window.addEventListener("online", function () {
+      if (!socket && !stopped) {
+        attempts = 0;
+        connect();
+      }
+    });
+    connect();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
