@@ -42,6 +42,7 @@ bench: $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 	$(PY) -m bench.proxy_cache
 	$(PY) -m bench.hub_fanout
+	$(PY) -m bench.relay_fanout --clients 1000 2000
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
