@@ -1,7 +1,8 @@
 """The portal the benchmarks serve with gunicorn: the extension plus a bare baseline route.
 
-Configured from the environment (``THRILLCONNECT_URL``, ``BENCH_INSTANCE_ID``) so that
-gunicorn can import ``bench.portal_app:create_app()``.
+Configured from the environment (``THRILLCONNECT_URL``, ``BENCH_INSTANCE_ID`` and, for the
+relay benchmark, ``THRILLCONNECT_SERVICE_TOKEN``) so that gunicorn can import
+``bench.portal_app:create_app()``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def create_app() -> Flask:
         # stale-while-revalidate run finds an expired entry on every request.
         THRILLCONNECT_CACHE_TTL={"ticker": 3600, "currencies": 0},
         THRILLCONNECT_TIMEOUT=(3.05, 30),
+        # The relay's one upstream stream per process; without it, per-player streams.
+        THRILLCONNECT_SERVICE_TOKEN=os.environ.get("THRILLCONNECT_SERVICE_TOKEN"),
     )
     ThrillConnect(app)
     instance_id = os.environ["BENCH_INSTANCE_ID"]

@@ -1,0 +1,474 @@
+"""The live-event relay under many browsers: latency, lost wins, memory and CPU per browser.
+
+For each browser count N, all on 127.0.0.1 and each run stopping by itself:
+
+- the simulator runs in this process with manual ticks; the portal (``bench.portal_app``,
+  ``THRILLCONNECT_SERVICE_TOKEN`` set) runs under gunicorn ``gthread`` with one worker and
+  N + margin threads, because flask-sock holds one worker thread per open browser socket;
+- N browsers (``websockets`` asyncio client, in :data:`CLIENT_PROCESSES` processes of their
+  own) and a handful of baseline clients on the simulator's player stream directly (one more
+  process) connect and subscribe to every ``thrillpots`` event;
+- phase A: :data:`TICKS_PER_PHASE` ticks, one a second, with :data:`WINS_PER_PHASE` forced
+  ``WinEvent`` s; phase B: the same with one stalled browser (subscribes, never reads);
+- each client records the delay from every ``JackpotUpdate``'s ``timestamp`` (set by the
+  simulator when it produced the event, in ms) to its receipt.
+
+Reported: delay p50/p99 per phase against the direct baseline, wins counted by every
+client (must be exactly K: the run fails otherwise), upstream connections, gunicorn worker
+RSS growth per idle browser, worker CPU per delivered message.
+
+Run: ``.venv/bin/python -m bench.relay_fanout [--clients 1000 2000 5000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from bench.proxy_cache import free_port
+from bench.ws_clients import StalledBrowser, raise_file_limit
+from flask_thrillconnect.testing import Simulator
+
+DEFAULT_CLIENTS = (1000, 2000, 5000)
+#: Browser processes: two keep one client process from being the bottleneck without taking
+#: more cores than the machine has.
+CLIENT_PROCESSES = 2
+BASELINE_CLIENTS = 5
+TICKS_PER_PHASE = 12
+TICK_SECONDS = 1.0
+WINS_PER_PHASE = 3
+#: Worker threads beyond one per browser: the stalled browser, readiness and health requests.
+THREAD_MARGIN = 64
+RELAY_PATH = "/thrillconnect/v1/events"
+QUIET_SECONDS = 1.5
+SETTLE_SECONDS = 2.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the gunicorn worker, seen from /proc ---------------------------------------------------------
+def worker_pid(master_pid: int, timeout: float = 30.0) -> int:
+    """The gunicorn worker: the master's only child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{master_pid}/task/{master_pid}/children") as children:
+            pids = children.read().split()
+        if len(pids) == 1:
+            return int(pids[0])
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn has no single worker")
+
+
+def proc_status(pid: int, key: str) -> int:
+    """A numeric field of /proc/<pid>/status (``VmRSS`` in kB, ``Threads``)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def tcp_queues(local_port: int, remote_port: int) -> tuple[int, int] | None:
+    """``(tx_queue, rx_queue)`` bytes of the 127.0.0.1 TCP socket between two ports."""
+    local, remote = f"0100007F:{local_port:04X}", f"0100007F:{remote_port:04X}"
+    with open("/proc/net/tcp") as table:
+        for line in table:
+            parts = line.split()
+            if parts[1] == local and parts[2] == remote:
+                tx, rx = parts[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+# -- the portal under gunicorn --------------------------------------------------------------------
+@dataclass
+class Portal:
+    url: str
+    port: int
+    master: subprocess.Popen[bytes]
+    worker: int
+    threads: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{RELAY_PATH}"
+
+    def health(self) -> dict[str, Any]:
+        return requests.get(f"{self.url}/thrillconnect/health", timeout=10).json()
+
+
+@contextmanager
+def relay_portal(sim: Simulator, browsers: int) -> Iterator[Portal]:
+    """gunicorn gthread, one worker, a thread (and a connection slot) per browser."""
+    port = free_port()
+    threads = browsers + THREAD_MARGIN
+    env = {
+        **os.environ,
+        "THRILLCONNECT_URL": sim.url,
+        "THRILLCONNECT_SERVICE_TOKEN": sim.service_token,
+        "BENCH_INSTANCE_ID": sim.instance_ids["progressive"],
+    }
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gthread", "--workers", "1", "--threads", str(threads),
+        # gthread stops accepting past worker_connections (default 1000), sockets included.
+        "--worker-connections", str(threads + THREAD_MARGIN),
+        "--backlog", "2048", "--graceful-timeout", "5",
+        "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+        "bench.portal_app:create_app()",
+    ]  # fmt: skip
+    master = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/bare", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or master.poll() is not None:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.1)
+        yield Portal(url, port, master, worker_pid(master.pid), threads)
+    finally:
+        master.terminate()
+        try:
+            master.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait(timeout=10)
+
+
+# -- client processes -----------------------------------------------------------------------------
+class ClientProcess:
+    """A ``bench.ws_clients`` process and its JSON-lines conversation."""
+
+    def __init__(
+        self,
+        url: str,
+        count: int,
+        *,
+        origin: str | None,
+        relay: bool,
+        deflate: bool,
+        max_seconds: float,
+    ):
+        command = [
+            sys.executable, "-m", "bench.ws_clients", "--url", url, "--count", str(count),
+            "--max-seconds", str(max_seconds),
+        ]  # fmt: skip
+        if origin:
+            command += ["--origin", origin]
+        if relay:
+            command.append("--relay")
+        if not deflate:
+            command.append("--no-deflate")
+        self.count = count
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put("")
+
+    def send(self, command: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def expect(self, event: str, timeout: float) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(
+                f"no {event!r} from a client process within {timeout:.0f} s"
+            ) from None
+        message = json.loads(line) if line else {}
+        if message.get("event") != event:
+            raise RuntimeError(f"expected {event!r} from a client process, got {line!r}")
+        return message
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.send({"command": "stop"})
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.send_signal(signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+# -- figures --------------------------------------------------------------------------------------
+@dataclass
+class Delays:
+    """Delays (ms) from the event's timestamp to receipt, as a 0.1 ms histogram."""
+
+    histogram: Counter[int] = field(default_factory=Counter)
+
+    def add(self, bins: dict[str, int]) -> None:
+        for bin_, count in bins.items():
+            self.histogram[int(bin_)] += count
+
+    @property
+    def count(self) -> int:
+        return sum(self.histogram.values())
+
+    def percentile(self, fraction: float) -> float:
+        rank = max(1, round(fraction * self.count))
+        seen = 0
+        for bin_ in sorted(self.histogram):
+            seen += self.histogram[bin_]
+            if seen >= rank:
+                return bin_ / 10
+        return float("nan")
+
+    def summary(self) -> str:
+        if not self.count:
+            return "no updates"
+        return (
+            f"p50 {self.percentile(0.5):6.1f} ms  p99 {self.percentile(0.99):6.1f} ms  "
+            f"max {max(self.histogram) / 10:6.1f} ms  ({self.count} updates)"
+        )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def tick_phase(sim: Simulator, wins: int) -> tuple[list[int], list[float]]:
+    """One tick a second with ``wins`` wins among them; its timestamp window and tick times."""
+    sitewide = sim.instance_ids["sitewide"]
+    win_at = {TICKS_PER_PHASE * (i + 1) // (wins + 1) for i in range(wins)}
+    start = now_ms()
+    tick_seconds = []
+    next_tick = time.monotonic()
+    for number in range(TICKS_PER_PHASE):
+        time.sleep(max(0.0, next_tick - time.monotonic()))
+        started = time.perf_counter()
+        sim.tick()
+        tick_seconds.append(time.perf_counter() - started)
+        if number in win_at:
+            sim.win(sitewide)
+        next_tick += TICK_SECONDS
+    time.sleep(SETTLE_SECONDS)  # nothing stamped later belongs to this phase
+    return [start, now_ms()], tick_seconds
+
+
+def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
+    """One run with ``browsers`` relay browsers: the report's lines, and whether it held."""
+    lines: list[str] = []
+    ok = True
+    max_seconds = 300 + browsers / 10
+    with ExitStack() as stack:
+        sim = stack.enter_context(Simulator(tick_interval=0, seed=1))
+        portal = stack.enter_context(relay_portal(sim, browsers))
+        rss_before = proc_status(portal.worker, "VmRSS")
+        threads_before = proc_status(portal.worker, "Threads")
+        player = sim.players["player_00001"]
+        direct_url = (
+            f"{sim.ws_url}/v1/events/thrilltech/brand1?token={player['token']}"
+            f"&currency={player['currency']}"
+        )
+        baseline = ClientProcess(
+            direct_url,
+            BASELINE_CLIENTS,
+            origin=None,
+            relay=False,
+            deflate=deflate,
+            max_seconds=max_seconds,
+        )
+        stack.callback(baseline.close)
+        shares = [browsers // CLIENT_PROCESSES + (i < browsers % CLIENT_PROCESSES)
+                  for i in range(CLIENT_PROCESSES)]  # fmt: skip
+        clients = []
+        for share in shares:
+            client = ClientProcess(
+                portal.ws_url,
+                share,
+                origin=portal.url,
+                relay=True,
+                deflate=deflate,
+                max_seconds=max_seconds,
+            )
+            stack.callback(client.close)
+            clients.append(client)
+        connect_started = time.monotonic()
+        ready = [client.expect("ready", timeout=120 + browsers / 20) for client in clients]
+        baseline_ready = baseline.expect("ready", timeout=60)
+        connect_seconds = time.monotonic() - connect_started
+        connected = sum(r["connected"] for r in ready)
+        errors: Counter[str] = Counter()
+        for r in (*ready, baseline_ready):
+            errors.update(r["errors"])
+        if baseline_ready["connected"] != BASELINE_CLIENTS:
+            raise RuntimeError(f"baseline clients failed to connect: {dict(errors)}")
+        time.sleep(SETTLE_SECONDS)  # let the last sockets' bookkeeping finish before reading RSS
+        rss_idle = proc_status(portal.worker, "VmRSS")
+        threads_idle = proc_status(portal.worker, "Threads")
+        sim_connections = sim.stats()["connections"]
+        relay_health = portal.health()["relay"]
+        lines.append(
+            f"browsers: {connected}/{browsers} connected and subscribed in {connect_seconds:.1f} s"
+            + (f"; failures: {dict(errors)}" if errors else "")
+        )
+        if connected < browsers:
+            ok = False
+        lines.append(
+            f"upstream connections at the simulator: service {sim_connections['service']}, "
+            f"player {sim_connections['player']} (the {BASELINE_CLIENTS} baseline clients); "
+            f"relay counts {relay_health['browsers']} browsers"
+        )
+        if sim_connections["service"] != 1:
+            raise RuntimeError(f"expected 1 service connection, got {sim_connections}")
+        per_browser_kib = (rss_idle - rss_before) / max(1, connected)
+        lines.append(
+            f"worker RSS: {rss_before / 1024:.0f} MiB -> {rss_idle / 1024:.0f} MiB idle, "
+            f"{per_browser_kib:.0f} KiB per browser; threads {threads_before} -> {threads_idle}"
+        )
+
+        sim.tick()  # warm-up tick: direct streams subscribed, every path exercised once
+        time.sleep(SETTLE_SECONDS)
+        worker_cpu_start = cpu_seconds(portal.worker)
+        client_cpu_start = [r["cpu_seconds"] for r in ready]
+        phase_started = time.monotonic()
+        window_a, ticks_a = tick_phase(sim, WINS_PER_PHASE)
+        conflated_before_b = portal.health()["relay"]["conflated"]
+        stalled = StalledBrowser("127.0.0.1", portal.port, RELAY_PATH, portal.url)
+        stack.callback(stalled.close)
+        window_b, ticks_b = tick_phase(sim, WINS_PER_PHASE)
+        stalled_queues = tcp_queues(portal.port, stalled.local_port)
+        relay_after_b = portal.health()["relay"]
+        wins = 2 * WINS_PER_PHASE
+        windows = {"A": window_a, "B": window_b}
+        for client in (*clients, baseline):
+            client.send({"command": "report", "windows": windows, "quiet": QUIET_SECONDS})
+        reports = [client.expect("report", timeout=90) for client in clients]
+        baseline_report = baseline.expect("report", timeout=90)
+        phase_seconds = time.monotonic() - phase_started
+        worker_cpu = cpu_seconds(portal.worker) - worker_cpu_start
+        rss_after = proc_status(portal.worker, "VmRSS")
+
+        relay_delays = {phase: Delays() for phase in windows}
+        direct_delays = {phase: Delays() for phase in windows}
+        for report in reports:
+            for phase, bins in report["phases"].items():
+                relay_delays[phase].add(bins)
+        for phase, bins in baseline_report["phases"].items():
+            direct_delays[phase].add(bins)
+        ticks = ticks_a + ticks_b
+        lines.append(
+            f"ticks: {len(ticks)} at 1/s in two phases of {TICKS_PER_PHASE}; sim.tick() call "
+            f"median {sorted(ticks)[len(ticks) // 2] * 1000:.1f} ms, max {max(ticks) * 1000:.1f} ms"
+        )
+        for phase, label in (("A", "without"), ("B", "with")):
+            relay, direct = relay_delays[phase], direct_delays[phase]
+            lines.append(f"phase {phase} ({label} the stalled browser), JackpotUpdate delay:")
+            lines.append(f"  relay  {relay.summary()}")
+            lines.append(f"  direct {direct.summary()}")
+            if relay.count and direct.count:
+                lines.append(
+                    f"  relay adds p50 {relay.percentile(0.5) - direct.percentile(0.5):+.1f} ms,"
+                    f" p99 {relay.percentile(0.99) - direct.percentile(0.99):+.1f} ms"
+                )
+        win_counts: Counter[int] = Counter()
+        for report in reports:
+            win_counts.update({int(k): v for k, v in report["wins"].items()})
+        closed_early = sum(report["closed_early"] for report in reports)
+        lost = sum(v for k, v in win_counts.items() if k != wins)
+        lines.append(
+            f"wins: {wins} forced; browsers by WinEvents counted {dict(sorted(win_counts.items()))}"
+            f"; baseline {baseline_report['wins']}; closed early {closed_early}"
+            + ("" if lost == 0 else f"  <-- {lost} BROWSERS LOST WINS")
+        )
+        if lost or closed_early:
+            ok = False
+        delivered = sum(report["messages"] for report in reports)
+        lines.append(
+            f"worker CPU: {worker_cpu:.1f} s over {phase_seconds:.0f} s of ticks "
+            f"({100 * worker_cpu / phase_seconds:.0f}% of a core), {delivered} messages "
+            f"delivered, {1e6 * worker_cpu / max(1, delivered):.0f} us per message; "
+            f"RSS after ticks {rss_after / 1024:.0f} MiB"
+        )
+        client_cpu = [
+            report["cpu_seconds"] - start
+            for report, start in zip(reports, client_cpu_start, strict=True)
+        ]
+        lines.append(
+            "client processes' CPU over the same time: "
+            + ", ".join(f"{100 * c / phase_seconds:.0f}%" for c in client_cpu)
+            + f" of a core; load average {os.getloadavg()[0]:.1f}"
+        )
+        queues = f"{stalled_queues[0]} B unsent by the server" if stalled_queues else "gone"
+        lines.append(
+            f"stalled browser: socket {queues}; hub-wide conflations during phase B "
+            f"{relay_after_b['conflated'] - conflated_before_b}; overflow closes "
+            f"{relay_after_b['overflow_closes']}"
+        )
+    if lost:
+        raise RuntimeError("\n".join(lines) + "\nWinEvents were lost")
+    return lines, ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=list(DEFAULT_CLIENTS))
+    parser.add_argument(
+        "--no-deflate", action="store_true", help="clients do not offer permessage-deflate"
+    )
+    args = parser.parse_args()
+    files = raise_file_limit()
+    with open("/proc/sys/kernel/threads-max") as threads_max:
+        max_threads = threads_max.read().strip()
+    print(
+        f"relay fan-out on {os.cpu_count()} cores; gunicorn gthread, 1 worker, threads = browsers "
+        f"+ {THREAD_MARGIN}; {CLIENT_PROCESSES} browser processes (websockets asyncio, "
+        f"permessage-deflate {'off' if args.no_deflate else 'on'}) + 1 baseline process "
+        f"({BASELINE_CLIENTS} clients on the simulator's player stream); RLIMIT_NOFILE {files}; "
+        f"threads-max {max_threads}, "
+        f"RLIMIT_NPROC {resource.getrlimit(resource.RLIMIT_NPROC)[0]}",
+        flush=True,
+    )
+    for browsers in args.clients:
+        print(f"\n== {browsers} browsers ==", flush=True)
+        try:
+            lines, ok = measure(browsers, deflate=not args.no_deflate)
+        except RuntimeError as failure:
+            print(f"FAILED: {failure}", flush=True)
+            return 1
+        print("\n".join(lines), flush=True)
+        if not ok:
+            # A scale that does not hold is a finding, not a failure of the benchmark.
+            print(f"(does not hold at {browsers} browsers; larger counts skipped)", flush=True)
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
