@@ -434,3 +434,16 @@ def test_a_browser_that_falls_too_far_behind_is_closed_with_1013(portal, relay_c
         relay.hub.publish(win, "broadcast")
 
     assert closed_with(client) == 1013
+
+
+@pytest.mark.parametrize("size", [10, 200, 70_000])
+def test_messages_of_every_frame_length_arrive_intact(portal, relay_connect, size):
+    relay = portal.app.extensions["thrillconnect"].relay
+    client = subscribed_client(relay_connect)
+    win = {"msg_type": "Event", "source": "thrillpots", "msg_name": "WinEvent",
+           "operator_id": "thrilltech", "brand_id": "brand1", "player_id": None,
+           "data": {"padding": "é" * size}, "timestamp": 0}  # fmt: skip
+
+    relay.hub.publish(win, "broadcast")
+
+    assert client.recv_named("WinEvent")["data"]["padding"] == "é" * size

@@ -19,7 +19,6 @@ from typing import Any
 
 from simple_websocket import ConnectionClosed
 from wsproto.connection import ConnectionState
-from wsproto.events import Ping
 
 from .. import schemas
 from ..errors import InvalidRequest, ThrillConnectError
@@ -27,24 +26,25 @@ from ..optin import send_opt_in
 from ..player import Player
 from .outbox import Connection
 from .service import Relay
+from .writer import Peer
 
 logger = logging.getLogger("flask_thrillconnect.relay.endpoint")
 
 #: Browsers send small requests; anything larger is closed with 1009 by simple-websocket.
 MAX_BROWSER_MESSAGE = 4096
-#: Pings keep proxies with a 60 s idle timeout from cutting a quiet connection.
-PING_INTERVAL = 25.0
+#: How often a browser's thread looks up when nothing woke it (close deadlines).
+IDLE_WAKE = 5.0
+#: How long a browser that stopped reading gets to take its last frames before its
+#: connection is cut without a close frame.
+CLOSE_GRACE = 10.0
 #: Inbound requests: a burst, then this many a second.
 RATE_BURST = 20
 RATE_PER_SECOND = 5.0
 #: Past this many refused requests in a row the browser is cut off (1008).
 MAX_REFUSED_IN_A_ROW = 50
 CLOSE_POLICY_VIOLATION = 1008
-#: Messages a sender writes between two looks at the browser's own requests.
-DRAIN_BATCH = 100
 #: How long the browser gets to answer our close frame before the TCP connection ends.
 CLOSE_TIMEOUT = 1.0
-CLOSE_INTERNAL_ERROR = 1011
 
 # Opt-ins sent on a fresh player connection must not block the browser's sender.
 _optin_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="thrillconnect-optin")
@@ -78,31 +78,43 @@ def serve_browser(
     relay_id: str | None,
     optin_timeout: float,
 ) -> None:
-    """Relay events to one browser until either side closes; bounded waits throughout."""
+    """Serve one browser until either side closes; bounded waits throughout.
+
+    The relay's writer thread sends the browser's messages (see
+    :mod:`~flask_thrillconnect.relay.writer`); this thread reads its requests and,
+    once the writer has let go of the socket, sends the close frame.
+    """
     ws.max_message_size = MAX_BROWSER_MESSAGE
-    connection = relay.connect(player, since=since, relay_id=relay_id, wake_event=ws.event)
-    requests = _BrowserRequests(ws, relay, player, connection, optin_timeout)
-    last_write = time.monotonic()
+    peer = relay.writer.attach(ws.sock, on_release=ws.event.set)
+    connection = relay.connect(player, since=since, relay_id=relay_id, wake_event=peer.signal)
+    peer.connection = connection
+    relay.writer.ready(peer)  # the connect-time RelayStatus is already waiting
+    requests = _BrowserRequests(ws, relay, player, connection, optin_timeout, peer)
+    close_requested_at: float | None = None
     try:
-        while connection.close_code is None and _is_open(ws):
-            connection.wait(timeout=max(0.0, last_write + PING_INTERVAL - time.monotonic()))
+        while _is_open(ws):
+            ws.event.wait(timeout=IDLE_WAKE)
+            # Clear before looking: a request arriving now sets it again.
+            ws.event.clear()
             if not requests.handle_waiting():
                 break
-            for text in connection.drain(DRAIN_BATCH):
-                ws.send(text)
-                last_write = time.monotonic()
-            if time.monotonic() - last_write >= PING_INTERVAL:
-                _ping(ws)
-                last_write = time.monotonic()
-        if connection.close_code is not None and ws.connected:
-            ws.close(reason=connection.close_code, message=_close_message(connection.close_code))
+            code = connection.close_code
+            if code is None:
+                continue
+            if peer.released.is_set():
+                with peer.io_lock:
+                    ws.close(reason=code, message=_close_message(code))
+                break
+            # The writer is still flushing to a browser that may never read: bounded.
+            close_requested_at = close_requested_at or time.monotonic()
+            if time.monotonic() - close_requested_at > CLOSE_GRACE:
+                break
     except (ConnectionClosed, OSError):
         pass  # the browser went away; nothing to tell it
     except Exception:
         logger.exception("relay connection failed")
-        if ws.connected:
-            ws.close(reason=CLOSE_INTERNAL_ERROR, message="internal error")
     finally:
+        relay.writer.detach(peer)
         relay.disconnect(connection)
         _release_socket(ws)
 
@@ -124,12 +136,6 @@ def _is_open(ws: Any) -> bool:
     return bool(ws.connected) and ws.ws.state is ConnectionState.OPEN
 
 
-def _ping(ws: Any) -> None:
-    # simple-websocket only pings on its own schedule, which flask-sock fixes app-wide;
-    # this thread is the socket's writer, so it sends the frame itself.
-    ws.sock.send(ws.ws.send(Ping()))
-
-
 def _close_message(code: int) -> str:
     return {1001: "server going away", 1013: "fell behind; reconnect with since"}.get(code, "")
 
@@ -144,7 +150,9 @@ class _BrowserRequests:
         player: Player | None,
         connection: Connection,
         optin_timeout: float,
+        peer: Peer,
     ):
+        self.peer = peer
         self.ws = ws
         self.relay = relay
         self.player = player
@@ -154,10 +162,13 @@ class _BrowserRequests:
 
     def handle_waiting(self) -> bool:
         """Handle every request already received; False once the browser must be cut off."""
-        while (text := self.ws.receive(timeout=0)) is not None:
+        # A look at the buffer first: most wake-ups are for the outbox, not the browser.
+        while self.ws.input_buffer and (text := self.ws.receive(timeout=0)) is not None:
             if not self.bucket.take(time.monotonic()):
                 if self.bucket.refused_in_a_row > MAX_REFUSED_IN_A_ROW:
-                    self.ws.close(reason=CLOSE_POLICY_VIOLATION, message="too many requests")
+                    self.relay.writer.detach(self.peer)
+                    with self.peer.io_lock:
+                        self.ws.close(reason=CLOSE_POLICY_VIOLATION, message="too many requests")
                     return False
                 self._error("RateLimit", "rate_limited", "too many requests; slow down")
                 continue
@@ -223,7 +234,7 @@ class _BrowserRequests:
 
     def _error(self, msg_name: str, code: str, message: str) -> None:
         """An ``Error`` envelope to this browser only (answers carry no ``seq``)."""
-        self.ws.send(
+        self.peer.send_direct(
             json.dumps(
                 {
                     "msg_type": "Error",

@@ -25,6 +25,7 @@ from ..service import JackpotService, encode_json, ticker_key
 from .hub import BROADCAST, RelayHub, player_audience
 from .outbox import Connection
 from .upstream import CONNECTED, UpstreamSupervisor
+from .writer import SocketWriter
 
 logger = logging.getLogger("flask_thrillconnect.relay")
 
@@ -55,6 +56,7 @@ class Relay:
         self.client = client
         self.service = service
         self.hub = RelayHub(on_player_audience=self._on_player_audience)
+        self.writer = SocketWriter()
         self._lock = threading.Lock()
         self._service_stream: UpstreamSupervisor | None = None
         self._player_streams: OrderedDict[str, UpstreamSupervisor] = OrderedDict()
@@ -350,8 +352,12 @@ class Relay:
             self._closed = True
             streams = [s for s in (self._service_stream, *self._player_streams.values()) if s]
             self._player_streams.clear()
-        self.hub.close()
         deadline = time.monotonic() + timeout
+        self.hub.close()
+        # Let the writer hand every browser its last frames, then the close (1001).
+        while self.writer.peers and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.writer.close(timeout=max(0.1, deadline - time.monotonic()))
         for stream in streams:
             stream.stop(timeout=max(0.1, deadline - time.monotonic()))
 
