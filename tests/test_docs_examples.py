@@ -71,3 +71,10 @@ def test_the_lobby_example_serves_jackpot_values(source, thrillconnect_sim):
     assert anonymous.status_code == player.status_code == 200
     assert set(anonymous.get_json()["pots"]) == {"minor", "major", "mega"}
     assert thrillconnect_sim.stats()["requests"]["jackpot"] == 2
+
+
+def test_the_testing_page_example_passes(thrillconnect_sim):
+    namespace: dict = {"__name__": "docs_example"}
+    exec(compile(rst_python("testing.rst"), "<docs example>", "exec"), namespace)
+
+    namespace["test_the_lobby_jackpot_has_three_pots"](thrillconnect_sim)

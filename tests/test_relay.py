@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from contextlib import ExitStack
 from urllib.parse import urlencode
@@ -447,3 +448,24 @@ def test_messages_of_every_frame_length_arrive_intact(portal, relay_connect, siz
     relay.hub.publish(win, "broadcast")
 
     assert client.recv_named("WinEvent")["data"]["padding"] == "é" * size
+
+
+def test_a_quiet_browser_is_pinged(portal):
+    """Proxies with idle timeouts must see traffic even when no event flows."""
+    portal.app.extensions["thrillconnect"].relay.writer.ping_interval = 0.2
+    host, port = portal.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(
+            b"GET /thrillconnect/v1/events HTTP/1.1\r\n"
+            + f"Host: {host}:{port}\r\nOrigin: {portal.url}\r\n".encode()
+            + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        received = b""
+        deadline = time.monotonic() + 5
+        # The handshake, the RelayStatus text frame (0x81), then a ping frame (0x89, empty).
+        while b"\x89\x00" not in received.partition(b"\r\n\r\n")[2] and time.monotonic() < deadline:
+            received += raw.recv(4096)
+
+    assert received.startswith(b"HTTP/1.1 101")
+    assert b"\x89\x00" in received.partition(b"\r\n\r\n")[2]
