@@ -13,10 +13,8 @@ Run: ``make bench`` or ``.venv/bin/python -m bench.proxy_cache``.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from contextlib import contextmanager
 
 import requests
 
+from bench.serving import gunicorn_portal
 from flask_thrillconnect.testing import Simulator
 
 GUNICORN_THREADS = 32
@@ -39,43 +38,11 @@ SWR_CLIENTS = 16
 SWR_SECONDS = 3.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
-def gunicorn_portal(sim: Simulator) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "THRILLCONNECT_URL": sim.url,
-        "BENCH_INSTANCE_ID": sim.instance_ids["progressive"],
-    }
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread", "--workers", "1", "--threads", str(GUNICORN_THREADS),
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-        "bench.portal_app:create_app()",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/bare", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.1)
+def proxy_portal(sim: Simulator) -> Iterator[str]:
+    args = ["--worker-class", "gthread", "--workers", "1", "--threads", str(GUNICORN_THREADS)]
+    with gunicorn_portal(sim, args) as (url, _, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def wrk_requests_per_second(url: str) -> float:
@@ -169,7 +136,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is needed (apt-get install wrk; `make bench` installs it)", file=sys.stderr)
         return 2
-    with Simulator(tick_interval=0, seed=1) as sim, gunicorn_portal(sim) as portal:
+    with Simulator(tick_interval=0, seed=1) as sim, proxy_portal(sim) as portal:
         print(f"portal: gunicorn gthread, 1 worker, {GUNICORN_THREADS} threads; wrk -t1 "
               f"-c{WRK_CONNECTIONS} -d{WRK_SECONDS}s, {ROUNDS} interleaved rounds")  # fmt: skip
         hit = hit_throughput(portal, sim)

@@ -40,7 +40,7 @@ from typing import Any
 
 import requests
 
-from bench.proxy_cache import free_port
+from bench.serving import gunicorn_portal
 from bench.ws_clients import StalledBrowser, raise_file_limit
 from flask_thrillconnect.testing import Simulator
 
@@ -121,44 +121,15 @@ class Portal:
 @contextmanager
 def relay_portal(sim: Simulator, browsers: int) -> Iterator[Portal]:
     """gunicorn gthread, one worker, a thread (and a connection slot) per browser."""
-    port = free_port()
     threads = browsers + THREAD_MARGIN
-    env = {
-        **os.environ,
-        "THRILLCONNECT_URL": sim.url,
-        "THRILLCONNECT_SERVICE_TOKEN": sim.service_token,
-        "BENCH_INSTANCE_ID": sim.instance_ids["progressive"],
-    }
-    command = [
-        sys.executable, "-m", "gunicorn",
+    args = [
         "--worker-class", "gthread", "--workers", "1", "--threads", str(threads),
         # gthread stops accepting past worker_connections (default 1000), sockets included.
         "--worker-connections", str(threads + THREAD_MARGIN),
         "--backlog", "2048", "--graceful-timeout", "5",
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-        "bench.portal_app:create_app()",
     ]  # fmt: skip
-    master = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/bare", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or master.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.1)
+    with gunicorn_portal(sim, args, service_token=True) as (url, port, master):
         yield Portal(url, port, master, worker_pid(master.pid), threads)
-    finally:
-        master.terminate()
-        try:
-            master.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=10)
 
 
 # -- client processes -----------------------------------------------------------------------------

@@ -100,11 +100,4 @@ def demo_player(simulator: Any, player_id: str, brand_id: str) -> Player | None:
     wallet = simulator.players.get(player_id)
     if wallet is None or wallet["brand_id"] != brand_id:
         return None
-    return Player(
-        id=wallet["id"],
-        token=wallet["token"],
-        currency=wallet["currency"],
-        country_code=wallet["country"],
-        segments=tuple(wallet["segments"]),
-        locale=LOCALE_BY_COUNTRY.get(wallet["country"]),
-    )
+    return simulator.player(player_id, locale=LOCALE_BY_COUNTRY.get(wallet["country"]))

@@ -49,16 +49,8 @@ def make_portal(sim: Any, **config: Any) -> Flask:
 
     @tc.player_loader
     def load_player() -> Player | None:
-        player = sim.players.get(session.get("player_id", ""))
-        if player is None:
-            return None
-        return Player(
-            id=player["id"],
-            token=player["token"],
-            currency=player["currency"],
-            country_code=player["country"],
-            segments=tuple(player["segments"]),
-        )
+        player_id = session.get("player_id")
+        return sim.player(player_id) if player_id in sim.players else None
 
     @tc.admin_check
     def is_admin() -> bool:

@@ -141,17 +141,10 @@ def make_widget_portal(thrillconnect_sim: Any) -> Iterator[Callable[..., LiveSer
 
         @tc.player_loader
         def load_player() -> Player | None:
-            player = thrillconnect_sim.players.get(session.get("player_id", ""))
-            if player is None:
+            player_id = session.get("player_id")
+            if player_id not in thrillconnect_sim.players:
                 return None
-            return Player(
-                id=player["id"],
-                token=player["token"],
-                currency=player["currency"],
-                country_code=player["country"],
-                segments=tuple(player["segments"]),
-                locale=player_locales.get(player["id"]),
-            )
+            return thrillconnect_sim.player(player_id, locale=player_locales.get(player_id))
 
         @app.get("/lobby")
         def lobby() -> str:

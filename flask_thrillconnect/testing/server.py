@@ -51,6 +51,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from wsproto.events import Pong
 from wsproto.utilities import LocalProtocolError
 
+from ..player import Player
 from . import world as w
 from .tokens import DEFAULT_SECRET, InvalidServiceToken, issue_service_token, verify_service_token
 
@@ -1089,6 +1090,22 @@ class Simulator:
         """Player id → ``{"id", "token", "currency", "country", "segments", "operator_id",
         "brand_id"}`` for every wallet player."""
         return self._platform.world.players()
+
+    def player(self, player_id: str, *, locale: str | None = None) -> Player:
+        """The :class:`~flask_thrillconnect.Player` of a wallet player, token included:
+        what a portal's ``player_loader`` returns once that player has logged in.
+
+        :raises KeyError: no such wallet player.
+        """
+        wallet = self.players[player_id]
+        return Player(
+            id=wallet["id"],
+            token=wallet["token"],
+            currency=wallet["currency"],
+            country_code=wallet["country"],
+            segments=tuple(wallet["segments"]),
+            locale=locale,
+        )
 
     # -- control, through the HTTP control routes ---------------------------------------------
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
