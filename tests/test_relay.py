@@ -423,6 +423,14 @@ def test_closing_the_app_closes_browsers_with_1001(portal, relay_connect):
     assert closed_with(client) == 1001
 
 
+def test_a_browser_arriving_after_shutdown_is_turned_away_with_1001(portal, relay_connect):
+    portal.app.extensions["thrillconnect"].close()
+
+    client = relay_connect()
+
+    assert closed_with(client) == 1001
+
+
 def test_a_browser_that_falls_too_far_behind_is_closed_with_1013(portal, relay_connect):
     relay = portal.app.extensions["thrillconnect"].relay
     client = subscribed_client(relay_connect)

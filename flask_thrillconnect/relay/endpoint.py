@@ -43,6 +43,7 @@ RATE_PER_SECOND = 5.0
 #: Past this many refused requests in a row the browser is cut off (1008).
 MAX_REFUSED_IN_A_ROW = 50
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_GOING_AWAY = 1001
 #: How long the browser gets to answer our close frame before the TCP connection ends.
 CLOSE_TIMEOUT = 1.0
 
@@ -85,7 +86,12 @@ def serve_browser(
     once the writer has let go of the socket, sends the close frame.
     """
     ws.max_message_size = MAX_BROWSER_MESSAGE
-    peer = relay.writer.attach(ws.sock, on_release=ws.event.set)
+    try:
+        peer = relay.writer.attach(ws.sock, on_release=ws.event.set)
+    except RuntimeError:  # the relay is shutting down
+        ws.close(reason=CLOSE_GOING_AWAY, message=_close_message(CLOSE_GOING_AWAY))
+        _release_socket(ws)
+        return
     connection = relay.connect(player, since=since, relay_id=relay_id, wake_event=peer.signal)
     peer.connection = connection
     relay.writer.ready(peer)  # the connect-time RelayStatus is already waiting
