@@ -148,8 +148,12 @@ def _optional_str(value: Any, key: str) -> str | None:
 
 def _url_prefix(value: Any) -> str:
     text = str(value or "").rstrip("/")
-    if text and not text.startswith("/"):
-        raise ConfigurationError(f"THRILLCONNECT_URL_PREFIX must start with '/', got {value!r}")
+    # The blueprint answers every unknown URL under its prefix with a JSON 404: at the
+    # root it would take over the portal's own 404 pages.
+    if not text.startswith("/") or len(text) < 2:
+        raise ConfigurationError(
+            f"THRILLCONNECT_URL_PREFIX must be a path such as '/thrillconnect', got {value!r}"
+        )
     return text
 
 

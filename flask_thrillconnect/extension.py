@@ -162,7 +162,7 @@ class ThrillConnect:
 
         settings = read_settings(app)
         app.extensions["thrillconnect"] = State(self, settings)
-        app.register_blueprint(bp, url_prefix=settings.url_prefix or None)
+        app.register_blueprint(bp, url_prefix=settings.url_prefix)
         app.cli.add_command(thrillconnect_cli)
         app.jinja_env.globals["thrillconnect"] = TemplateGlobal()
 

@@ -40,6 +40,8 @@ def test_a_missing_required_key_fails_init_app_naming_it(key):
         ("THRILLCONNECT_OPERATOR_ID", "thrilltech:brand1"),
         ("THRILLCONNECT_BRAND_ID", "a/b"),
         ("THRILLCONNECT_URL_PREFIX", "no-slash"),
+        ("THRILLCONNECT_URL_PREFIX", "/"),
+        ("THRILLCONNECT_URL_PREFIX", ""),
         ("THRILLCONNECT_CACHE_TTL", {"tickers": 2}),
         ("THRILLCONNECT_CACHE_TTL", {"ticker": -1}),
         ("THRILLCONNECT_STALE_TTL", "soon"),

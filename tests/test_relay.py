@@ -12,6 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from flask_thrillconnect import shutdown
+
 SUBSCRIBE_ALL = {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "*"}]}}
 RECV_TIMEOUT = 5.0
 
@@ -477,3 +479,11 @@ def test_a_quiet_browser_is_pinged(portal):
 
     assert received.startswith(b"HTTP/1.1 101")
     assert b"\x89\x00" in received.partition(b"\r\n\r\n")[2]
+
+
+def test_shutdown_closes_every_relay_in_the_process(relay_connect):
+    client = subscribed_client(relay_connect)
+
+    shutdown()
+
+    assert closed_with(client) == 1001
