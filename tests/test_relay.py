@@ -46,6 +46,15 @@ class RelayClient:
     def recv_named(self, name: str, timeout: float = RECV_TIMEOUT) -> dict:
         return self.recv_until(lambda message: message.get("msg_name") == name, timeout)
 
+    def drain_quiet(self, quiet: float = 0.3, limit: float = 5.0) -> None:
+        """Read until nothing arrives for ``quiet`` seconds (at most ``limit`` in all)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                self.recv(timeout=quiet)
+            except TimeoutError:
+                return
+
     def subscribe(self, message=SUBSCRIBE_ALL) -> None:
         self.send(message)
 
@@ -80,16 +89,34 @@ def relay_connect(portal):
         )
         return RelayClient(connection)
 
+    open_socket.primed = set()
     with stack:
         yield open_socket
 
 
-def subscribed_client(relay_connect, **kwargs) -> RelayClient:
+def subscribed_client(relay_connect, sim=None, **kwargs) -> RelayClient:
+    """A subscribed relay socket; with ``sim``, one whose upstream subscription is in effect.
+
+    ThrillConnect never acknowledges a ``SubscribeRequest``, so "connected" can come a moment
+    before the upstream routes events to the portal: a tick that arrives proves it does.
+    """
     client = relay_connect(**kwargs)
     client.subscribe()
     client.recv_until(
         lambda m: m["msg_name"] == "RelayStatus" and m["data"]["upstream"] == "connected"
     )
+    server = kwargs.get("server")
+    if sim is None or server in relay_connect.primed:
+        return client
+    relay_connect.primed.add(server)  # the portal's one upstream stream: once is enough
+    for _ in range(20):
+        sim.tick()
+        try:
+            client.recv_named("JackpotUpdate", timeout=0.5)
+        except (AssertionError, TimeoutError):
+            continue
+        client.drain_quiet()  # the rest of that tick: tests start from a quiet socket
+        break
     return client
 
 
@@ -125,7 +152,7 @@ def test_the_first_message_is_a_relay_status_with_the_relay_id(relay_connect):
 
 
 def test_jackpot_updates_fan_out_to_every_browser(relay_connect, thrillconnect_sim):
-    browsers = [subscribed_client(relay_connect) for _ in range(20)]
+    browsers = [subscribed_client(relay_connect, sim=thrillconnect_sim) for _ in range(20)]
 
     thrillconnect_sim.tick()
 
@@ -140,7 +167,7 @@ def test_jackpot_updates_fan_out_to_every_browser(relay_connect, thrillconnect_s
 
 
 def test_seq_increases_on_each_connection(relay_connect, thrillconnect_sim):
-    client = subscribed_client(relay_connect)
+    client = subscribed_client(relay_connect, sim=thrillconnect_sim)
     instance = thrillconnect_sim.instance_ids["sitewide"]
 
     seqs = []
@@ -178,7 +205,7 @@ def test_subscriptions_filter_by_event_name(relay_connect, thrillconnect_sim):
 
 
 def test_no_browser_misses_a_win(relay_connect, thrillconnect_sim):
-    browsers = [subscribed_client(relay_connect) for _ in range(10)]
+    browsers = [subscribed_client(relay_connect, sim=thrillconnect_sim) for _ in range(10)]
     instance = thrillconnect_sim.instance_ids["sitewide"]
 
     for _ in range(30):
@@ -192,9 +219,9 @@ def test_no_browser_misses_a_win(relay_connect, thrillconnect_sim):
 def test_targeted_events_reach_only_their_player(relay_connect, make_browser, thrillconnect_sim):
     one = make_browser().login("player_00001")
     three = make_browser().login("player_00003")
-    player_one = subscribed_client(relay_connect, browser=one)
-    player_three = subscribed_client(relay_connect, browser=three)
-    anonymous = subscribed_client(relay_connect)
+    player_one = subscribed_client(relay_connect, sim=thrillconnect_sim, browser=one)
+    player_three = subscribed_client(relay_connect, sim=thrillconnect_sim, browser=three)
+    anonymous = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
     player_one.send(
         {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
@@ -215,7 +242,9 @@ def test_targeted_events_reach_only_their_player(relay_connect, make_browser, th
 def test_an_opt_in_for_another_player_is_an_error_envelope(
     relay_connect, make_browser, thrillconnect_sim
 ):
-    client = subscribed_client(relay_connect, browser=make_browser().login("player_00001"))
+    client = subscribed_client(
+        relay_connect, sim=thrillconnect_sim, browser=make_browser().login("player_00001")
+    )
 
     client.send(
         {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
@@ -228,7 +257,7 @@ def test_an_opt_in_for_another_player_is_an_error_envelope(
 
 
 def test_anonymous_visitors_cannot_opt_in(relay_connect, thrillconnect_sim):
-    client = subscribed_client(relay_connect)
+    client = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
     client.send(
         {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
@@ -240,7 +269,9 @@ def test_anonymous_visitors_cannot_opt_in(relay_connect, thrillconnect_sim):
 
 
 def test_a_refused_opt_in_comes_back_as_an_error(relay_connect, make_browser, thrillconnect_sim):
-    client = subscribed_client(relay_connect, browser=make_browser().login("player_00002"))
+    client = subscribed_client(
+        relay_connect, sim=thrillconnect_sim, browser=make_browser().login("player_00002")
+    )
 
     client.send(
         {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["no_gb"],
@@ -273,7 +304,7 @@ def test_bad_resume_parameters_are_refused_before_the_upgrade(relay_connect, que
 def test_bad_requests_get_an_error_envelope_and_the_socket_stays_open(
     relay_connect, thrillconnect_sim, message
 ):
-    client = subscribed_client(relay_connect)
+    client = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
     client.send(message)
     error = client.recv_until(lambda m: m["msg_type"] == "Error")
@@ -305,7 +336,7 @@ def test_a_flood_of_requests_is_rate_limited(relay_connect):
 
 def test_resuming_with_since_delivers_the_missed_wins(relay_connect, thrillconnect_sim):
     instance = thrillconnect_sim.instance_ids["sitewide"]
-    client = subscribed_client(relay_connect)
+    client = subscribed_client(relay_connect, sim=thrillconnect_sim)
     relay_id = client.seen[0]["data"]["relay_id"]
     thrillconnect_sim.win(instance)
     last_seq = client.recv_named("WinEvent")["seq"]
@@ -331,7 +362,7 @@ def test_resuming_from_another_relay_starts_fresh(relay_connect):
 def test_an_upstream_drop_is_reported_and_healed_without_the_browser_reconnecting(
     relay_connect, thrillconnect_sim
 ):
-    client = subscribed_client(relay_connect)
+    client = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
     thrillconnect_sim.faults(ws="drop")
     down = client.recv_until(lambda m: m["msg_name"] == "RelayStatus")
@@ -369,7 +400,7 @@ def test_a_refused_service_token_is_reported_to_browsers_and_health(
 def test_the_stream_feeds_the_ticker_cache(relay_connect, browser, thrillconnect_sim):
     instance = thrillconnect_sim.instance_ids["progressive"]
     path = f"/v1/thrillpots/instances/{instance}/ticker"
-    client = subscribed_client(relay_connect)
+    client = subscribed_client(relay_connect, sim=thrillconnect_sim)
     before = browser.api("GET", path).json()
 
     thrillconnect_sim.tick()
@@ -387,7 +418,10 @@ def test_without_a_service_token_players_share_one_upstream_connection(
 ):
     portal = make_live_portal(THRILLCONNECT_SERVICE_TOKEN=None)
     player = make_browser(portal).login("player_00001")
-    tabs = [subscribed_client(relay_connect, browser=player, server=portal) for _ in range(3)]
+    tabs = [
+        subscribed_client(relay_connect, sim=thrillconnect_sim, browser=player, server=portal)
+        for _ in range(3)
+    ]
 
     thrillconnect_sim.tick()
     for tab in tabs:
