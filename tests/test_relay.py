@@ -120,6 +120,19 @@ def subscribed_client(relay_connect, sim=None, **kwargs) -> RelayClient:
     return client
 
 
+def opt_in_request(instance_id: str, player_id: str, country: str) -> dict:
+    """A browser's ``PlayerOptInRequest``, as ThrillConnect's protocol spells it."""
+    return {
+        "PlayerOptInRequest": {
+            "instance_id": instance_id,
+            "player_id": player_id,
+            "brand_id": "thrilltech:brand1",
+            "player_country": country,
+            "opt_in": True,
+        }
+    }
+
+
 def closed_with(client: RelayClient, timeout: float = 10.0) -> int:
     """Read until the relay closes the socket; the close code it sent."""
     deadline = time.monotonic() + timeout
@@ -224,10 +237,8 @@ def test_targeted_events_reach_only_their_player(relay_connect, make_browser, th
     anonymous = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
     player_one.send(
-        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
-                                "player_id": "player_00001", "brand_id": "thrilltech:brand1",
-                                "player_country": "MT", "opt_in": True}}
-    )  # fmt: skip
+        opt_in_request(thrillconnect_sim.instance_ids["progressive"], "player_00001", "MT")
+    )
     event = player_one.recv_named("OptInEvent")
     thrillconnect_sim.win(thrillconnect_sim.instance_ids["sitewide"])  # a broadcast as a marker
 
@@ -246,11 +257,7 @@ def test_an_opt_in_for_another_player_is_an_error_envelope(
         relay_connect, sim=thrillconnect_sim, browser=make_browser().login("player_00001")
     )
 
-    client.send(
-        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
-                                "player_id": "player_00002", "brand_id": "thrilltech:brand1",
-                                "player_country": "GB", "opt_in": True}}
-    )  # fmt: skip
+    client.send(opt_in_request(thrillconnect_sim.instance_ids["progressive"], "player_00002", "GB"))
     error = client.recv_until(lambda m: m["msg_type"] == "Error")
 
     assert error["data"]["code"] == "player_mismatch"
@@ -259,11 +266,7 @@ def test_an_opt_in_for_another_player_is_an_error_envelope(
 def test_anonymous_visitors_cannot_opt_in(relay_connect, thrillconnect_sim):
     client = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
-    client.send(
-        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
-                                "player_id": "player_00001", "brand_id": "thrilltech:brand1",
-                                "player_country": "MT", "opt_in": True}}
-    )  # fmt: skip
+    client.send(opt_in_request(thrillconnect_sim.instance_ids["progressive"], "player_00001", "MT"))
 
     assert client.recv_until(lambda m: m["msg_type"] == "Error")["data"]["code"] == "unauthorized"
 
@@ -273,11 +276,7 @@ def test_a_refused_opt_in_comes_back_as_an_error(relay_connect, make_browser, th
         relay_connect, sim=thrillconnect_sim, browser=make_browser().login("player_00002")
     )
 
-    client.send(
-        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["no_gb"],
-                                "player_id": "player_00002", "brand_id": "thrilltech:brand1",
-                                "player_country": "GB", "opt_in": True}}
-    )  # fmt: skip
+    client.send(opt_in_request(thrillconnect_sim.instance_ids["no_gb"], "player_00002", "GB"))
 
     assert client.recv_until(lambda m: m["msg_type"] == "Error")["data"]["code"] == "not_eligible"
 
@@ -441,11 +440,7 @@ def test_without_a_service_token_opt_in_goes_over_the_players_stream(
         relay_connect, browser=make_browser(portal).login("player_00001"), server=portal
     )
 
-    client.send(
-        {"PlayerOptInRequest": {"instance_id": thrillconnect_sim.instance_ids["progressive"],
-                                "player_id": "player_00001", "brand_id": "thrilltech:brand1",
-                                "player_country": "MT", "opt_in": True}}
-    )  # fmt: skip
+    client.send(opt_in_request(thrillconnect_sim.instance_ids["progressive"], "player_00001", "MT"))
 
     assert client.recv_named("OptInEvent")["data"]["opted_in"] is True
     assert thrillconnect_sim.stats()["connects"]["player"] == 1
