@@ -12,7 +12,6 @@ and does not follow redirects, except one hop on the same scheme, host and port.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -56,6 +55,7 @@ from .schemas import (
     SourceSchema,
     Ticker,
     TickerSchema,
+    parse_json,
 )
 
 __all__ = [
@@ -503,8 +503,8 @@ class ThrillConnectClient:
         """
         status, body = self._send(call)
         try:
-            return status, json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as error:
+            return status, parse_json(body)
+        except ValueError as error:
             raise UpstreamUnavailable(
                 f"ThrillConnect sent an invalid response to {call.method} {call.path}: not JSON",
                 status=status,
@@ -630,10 +630,6 @@ def _caused_by_read_timeout(error: BaseException) -> bool:
     return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
 def _printable(text: str) -> str:
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     if len(cleaned) > _MAX_UPSTREAM_TEXT:
@@ -644,8 +640,8 @@ def _printable(text: str) -> str:
 def _upstream_error_fields(body: bytes) -> tuple[str | None, str | None]:
     """The ``error`` code and ``message`` of an upstream error body, if it has them."""
     try:
-        payload = json.loads(body[: 64 * 1024])
-    except (ValueError, UnicodeDecodeError):
+        payload = parse_json(body[: 64 * 1024])
+    except ValueError:
         return None, None
     if not isinstance(payload, dict):
         return None, None

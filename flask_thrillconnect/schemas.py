@@ -1123,10 +1123,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError("NaN and Infinity are not JSON")
 
 
-def _parse_json(obj: str | bytes | bytearray, limit: int) -> Any:
-    if len(obj) > limit:
+def parse_json(obj: str | bytes | bytearray, limit: int | None = None) -> Any:
+    """Parse JSON text from a browser or from upstream; every way it can be bad is one error.
+
+    :param obj: the text or its UTF-8 bytes.
+    :param limit: the largest accepted length, ``None`` for no bound here.
+    :raises ValueError: too large, not UTF-8, not JSON, ``NaN``/``Infinity``, or nested so
+        deeply that the parser gives up (which Python reports as :class:`RecursionError`).
+    """
+    if limit is not None and len(obj) > limit:
         raise ValueError(f"larger than {limit} bytes")
-    return json.loads(obj, parse_constant=_reject_constant)
+    try:
+        return json.loads(obj, parse_constant=_reject_constant)
+    except RecursionError:
+        # A few kilobytes of "[[[[…" are enough: refuse them like any other bad JSON.
+        raise ValueError("nested too deeply") from None
 
 
 def _summarize(messages: Any, prefix: str = "", limit: int = 300) -> str:
@@ -1155,7 +1166,7 @@ def load_envelope(obj: str | bytes | bytearray | Mapping[str, Any]) -> Envelope:
     :raises UpstreamUnavailable: when the message is not JSON or does not load.
     """
     try:
-        payload = obj if isinstance(obj, Mapping) else _parse_json(obj, MAX_ENVELOPE_BYTES)
+        payload = obj if isinstance(obj, Mapping) else parse_json(obj, MAX_ENVELOPE_BYTES)
     except ValueError as error:
         raise UpstreamUnavailable("invalid WebSocket message: not a JSON object") from error
     if not isinstance(payload, Mapping):
@@ -1360,8 +1371,8 @@ def load_client_request(
     :raises InvalidRequest: saying what is wrong (never echoing the values).
     """
     try:
-        payload = obj if isinstance(obj, Mapping) else _parse_json(obj, MAX_CLIENT_REQUEST_BYTES)
-    except (ValueError, UnicodeDecodeError) as error:
+        payload = obj if isinstance(obj, Mapping) else parse_json(obj, MAX_CLIENT_REQUEST_BYTES)
+    except ValueError as error:
         raise InvalidRequest("the message is not valid JSON or too large") from error
     if not isinstance(payload, Mapping) or len(payload) != 1:
         raise InvalidRequest("the message must be a JSON object with exactly one request key")

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, g, request
 from flask_sock import Sock
 from marshmallow import ValidationError
-from werkzeug.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
+from werkzeug.exceptions import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+)
 from werkzeug.routing import PathConverter
 
 from . import schemas
 from .openapi import openapi_document
 from .optin import send_opt_in
 from .relay.endpoint import serve_browser
-from .request_bodies import CorsRemoveBody, CorsUpsertBody, OptInBody
+from .request_bodies import MAX_REQUEST_BODY_BYTES, CorsRemoveBody, CorsUpsertBody, OptInBody
 from .responses import cached_json, error_response, json_response
 from .security import CSRF_HEADER, check_csrf_token, check_origin
 
@@ -45,6 +53,14 @@ class AnyTextConverter(PathConverter):
 bp.record_once(lambda setup: setup.app.url_map.converters.setdefault("tc_any", AnyTextConverter))
 
 
+# Flask's automatic OPTIONS answer would list the catch-all route's methods in ``Allow``;
+# ``unknown_route`` answers OPTIONS (and 405) with the methods a path really has.
+get = partial(bp.get, provide_automatic_options=False)
+post = partial(bp.post, provide_automatic_options=False)
+put = partial(bp.put, provide_automatic_options=False)
+delete = partial(bp.delete, provide_automatic_options=False)
+
+
 def state() -> State:
     return current_app.extensions["thrillconnect"]
 
@@ -55,9 +71,21 @@ def _handle_error(exc: Exception) -> Response:
 
 
 def _load_body(schema: Any) -> Any:
-    payload = request.get_json(silent=True)
+    """The request's JSON object, validated by ``schema``; a clear 400 for anything else."""
+    bad_body = BadRequest(
+        f"the body must be a JSON object (application/json) of at most "
+        f"{MAX_REQUEST_BODY_BYTES} bytes, sent with a Content-Length"
+    )
+    # Only a declared, bounded length is read: a chunked body could be endless.
+    length = request.content_length
+    if not request.is_json or length is None or length > MAX_REQUEST_BODY_BYTES:
+        raise bad_body
+    try:
+        payload = schemas.parse_json(request.get_data(cache=True), MAX_REQUEST_BODY_BYTES)
+    except ValueError:
+        raise bad_body from None
     if not isinstance(payload, dict):
-        raise BadRequest("the body must be a JSON object")
+        raise bad_body
     try:
         return schema.load(payload)
     except ValidationError as exc:
@@ -90,24 +118,24 @@ def _guard_state_change() -> None:
 # -- shared and player-specific reads -------------------------------------------------------
 
 
-@bp.get("/v1/currencies")
+@get("/v1/currencies")
 def currencies() -> Response:
     return cached_json(state().service.currencies())
 
 
-@bp.get("/v1/thrillpots/sources")
+@get("/v1/thrillpots/sources")
 def sources() -> Response:
     name = request.args.get("name") or None
     return cached_json(state().service.sources(name))
 
 
-@bp.get("/v1/thrillpots/instances/source/<tc_any:source_id>")
+@get("/v1/thrillpots/instances/source/<tc_any:source_id>")
 def jackpot_for_source(source_id: str) -> Response:
     current = state()
     return cached_json(current.service.jackpot(source_id, current.load_player()), vary_cookie=True)
 
 
-@bp.get("/v1/thrillpots/instances/<tc_any:instance_id>/ticker")
+@get("/v1/thrillpots/instances/<tc_any:instance_id>/ticker")
 def ticker(instance_id: str) -> Response:
     return cached_json(state().service.ticker(instance_id))
 
@@ -115,7 +143,7 @@ def ticker(instance_id: str) -> Response:
 # -- opt-in -------------------------------------------------------------------------------------
 
 
-@bp.post("/v1/thrillpots/optin")
+@post("/v1/thrillpots/optin")
 def opt_in() -> Response:
     current = state()
     player = current.load_player()
@@ -151,13 +179,13 @@ def _cors_admin() -> Any:
     return current.client
 
 
-@bp.get("/v1/cors")
+@get("/v1/cors")
 def cors_list() -> Response:
     rules = _cors_admin().cors_list()
     return json_response({"cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)})
 
 
-@bp.put("/v1/cors")
+@put("/v1/cors")
 def cors_upsert() -> Response:
     client = _cors_admin()
     _guard_state_change()
@@ -166,7 +194,7 @@ def cors_upsert() -> Response:
     return json_response({"cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)})
 
 
-@bp.delete("/v1/cors")
+@delete("/v1/cors")
 def cors_remove() -> Response:
     client = _cors_admin()
     _guard_state_change()
@@ -203,7 +231,7 @@ def _guard_events_handshake() -> None:
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
-@sock.route("/v1/events", bp=bp)
+@sock.route("/v1/events", bp=bp, provide_automatic_options=False)
 def events(ws: object) -> None:
     current = state()
     since, relay_id = g._thrillconnect_resume
@@ -220,19 +248,54 @@ def events(ws: object) -> None:
 # -- operations -------------------------------------------------------------------------------
 
 
-@bp.get("/health")
+@get("/health")
 def health() -> Response:
     return json_response(state().health())
 
 
-@bp.get("/openapi.json")
+@get("/openapi.json")
 def openapi() -> Response:
     response = json_response(openapi_document(state().settings.url_prefix))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
-@bp.route("/<tc_any:_unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+#: Every method the catch-all takes, so that none falls through to the portal's HTML pages.
+_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+
+
+@bp.route("/<tc_any:_unknown>", methods=_ALL_METHODS, provide_automatic_options=False)
 def unknown_route(_unknown: str) -> Response:
-    # Routing errors never reach blueprint error handlers; this keeps them JSON.
-    raise NotFound("no such thrillconnect route")
+    """JSON 404, 405 and OPTIONS for the blueprint's paths.
+
+    Routing errors never reach blueprint error handlers, so this rule catches every path and
+    method under the prefix that no route took; it answers 405 (with the path's real ``Allow``)
+    when another route has the path, else 404.
+    """
+    allowed = _methods_of_path()
+    if not allowed:
+        raise NotFound("no such thrillconnect route")
+    if request.method in allowed:  # only as a WebSocket, and this is no upgrade
+        raise BadRequest("this route is a WebSocket: open it with a WebSocket handshake")
+    allowed.add("OPTIONS")
+    if request.method == "OPTIONS":
+        response = Response(status=204)
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+    raise MethodNotAllowed(valid_methods=sorted(allowed))
+
+
+def _methods_of_path() -> set[str]:
+    """The methods that a route other than the catch-all answers at this request's path."""
+    adapter = current_app.create_url_adapter(request)
+    assert adapter is not None  # always, inside a request
+    methods = set()
+    for method in _ALL_METHODS:
+        for websocket in (False, True):
+            try:
+                rule, _ = adapter.match(method=method, return_rule=True, websocket=websocket)
+            except HTTPException:  # no rule, a redirect, or a converter refusing the value
+                continue
+            if rule.endpoint != request.endpoint:
+                methods.add(method)
+    return methods

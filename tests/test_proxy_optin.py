@@ -203,3 +203,26 @@ def test_a_refused_stream_is_a_502(player, thrillconnect_sim):
 
     assert response.status_code in (502, 503)
     assert thrillconnect_sim.players["player_00001"]["token"] not in response.text
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        ("[" * 1000 + "]" * 1000, "application/json"),  # RecursionError in the JSON parser
+        ('{"a":' * 2000 + "1" + "}" * 2000, "application/json"),
+        ('{"source_id": "egyptian-gold", "opt_in": true}', "text/plain"),
+        (b'{"source_id": "\xff", "opt_in": true}', "application/json"),  # not UTF-8
+        ('{"source_id": "egyptian-gold", "opt_in": NaN}', "application/json"),
+        ('{"source_id": "' + "x" * 70_000 + '", "opt_in": true}', "application/json"),
+    ],
+    ids=["nested-arrays", "nested-objects", "not-json-type", "not-utf8", "nan", "too-large"],
+)
+def test_unparseable_bodies_are_400_and_not_logged_as_errors(player, caplog, data, content_type):
+    response = post_optin(
+        player, None, data=data, token=player.csrf_token(), headers={"Content-Type": content_type}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
+    assert player.api("GET", JACKPOT).json()["optin_status"]["opted_in"] is False

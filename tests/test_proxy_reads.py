@@ -194,6 +194,53 @@ def test_an_unknown_route_under_the_prefix_is_a_json_404(browser):
     assert response.json()["error"] == "not_found"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v1/currencies", "GET, HEAD, OPTIONS"),
+        ("POST", "/v1/thrillpots/sources", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/v1/thrillpots/instances/any-id/ticker", "GET, HEAD, OPTIONS"),
+        ("PATCH", "/v1/thrillpots/instances/source/egyptian-gold", "GET, HEAD, OPTIONS"),
+        ("GET", "/v1/thrillpots/optin", "OPTIONS, POST"),
+        ("PATCH", "/v1/cors", "DELETE, GET, HEAD, OPTIONS, PUT"),
+        ("POST", "/health", "GET, HEAD, OPTIONS"),
+    ],
+)
+def test_a_wrong_method_is_a_json_405_with_the_paths_methods(browser, method, path, allow):
+    response = browser.api(method, path)
+
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert response.headers["Allow"] == allow
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/thrillpots/instances/any-id/ticker", "GET, HEAD, OPTIONS"),
+        ("/v1/thrillpots/optin", "OPTIONS, POST"),
+        ("/v1/cors", "DELETE, GET, HEAD, OPTIONS, PUT"),
+    ],
+)
+def test_options_lists_only_the_paths_own_methods(browser, path, allow):
+    response = browser.api("OPTIONS", path)
+
+    assert response.status_code == 204
+    assert response.headers["Allow"] == allow
+
+
+def test_options_and_wrong_methods_on_an_unknown_path_are_404(browser):
+    assert browser.api("OPTIONS", "/v1/nothing").status_code == 404
+    assert browser.api("PUT", "/v1/nothing").json()["error"] == "not_found"
+
+
+def test_a_plain_get_of_the_relay_is_a_json_400(browser):
+    response = browser.api("GET", "/v1/events")
+
+    assert response.status_code == 400
+    assert "WebSocket" in response.json()["message"]
+
+
 def test_200_concurrent_misses_make_one_upstream_request(browser, thrillconnect_sim):
     instance_id = thrillconnect_sim.instance_ids["sitewide"]
     path = f"/v1/thrillpots/instances/{instance_id}/ticker"

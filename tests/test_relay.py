@@ -298,10 +298,20 @@ def test_bad_resume_parameters_are_refused_before_the_upgrade(relay_connect, que
 
 
 @pytest.mark.parametrize(
-    "message", ["not json", "{}", '{"Unknown": {}}', '{"SubscribeRequest": 1}']
+    "message",
+    [
+        "not json",
+        "{}",
+        '{"Unknown": {}}',
+        '{"SubscribeRequest": 1}',
+        "[" * 2000 + "]" * 2000,  # RecursionError in the JSON parser (audit, issue 8)
+        '{"a":' * 600 + "1" + "}" * 600,
+        '{"SubscribeRequest": {"events": [{"source": "\\ud800", "event_type": "*"}]}}',
+    ],
+    ids=["text", "empty", "unknown", "not-object", "nested-arrays", "nested-objects", "surrogate"],
 )
 def test_bad_requests_get_an_error_envelope_and_the_socket_stays_open(
-    relay_connect, thrillconnect_sim, message
+    relay_connect, thrillconnect_sim, caplog, message
 ):
     client = subscribed_client(relay_connect, sim=thrillconnect_sim)
 
@@ -311,6 +321,7 @@ def test_bad_requests_get_an_error_envelope_and_the_socket_stays_open(
 
     assert error["data"]["code"] == "bad_request"
     assert client.recv_named("JackpotUpdate")["msg_type"] == "Event"
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
 
 
 def test_an_oversized_message_closes_with_1009(relay_connect):

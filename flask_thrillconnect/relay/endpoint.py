@@ -178,7 +178,12 @@ class _BrowserRequests:
                     return False
                 self._error("RateLimit", "rate_limited", "too many requests; slow down")
                 continue
-            self._handle(text)
+            try:
+                self._handle(text)
+            except Exception:
+                # A request we failed to handle is our bug, not a reason to drop the browser.
+                logger.exception("relay request failed")
+                self._error("Request", "internal_error", "the request could not be handled")
         return True
 
     def _handle(self, text: str | bytes) -> None:
