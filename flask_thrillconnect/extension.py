@@ -20,6 +20,7 @@ from .errors import ThrillConnectError, UpstreamTimeout, UpstreamUnavailable
 from .player import Player
 from .relay.service import Relay
 from .service import JackpotService
+from .session_check import warn_if_token_in_cookie_session
 
 logger = logging.getLogger("flask_thrillconnect")
 
@@ -92,6 +93,7 @@ class State:
             player = self.extension._player_loader()
             if player is not None and not isinstance(player, Player):
                 raise TypeError("player_loader must return a flask_thrillconnect.Player or None")
+            warn_if_token_in_cookie_session(current_app._get_current_object(), player)
             g._thrillconnect_player = player
         return g._thrillconnect_player
 
