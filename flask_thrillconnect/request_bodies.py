@@ -15,8 +15,8 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    pre_load,
     validate,
-    validates,
     validates_schema,
 )
 
@@ -25,8 +25,21 @@ from .errors import InvalidIdentifier
 
 #: The largest JSON body the blueprint reads: 100 CORS rules fit with room to spare.
 MAX_REQUEST_BODY_BYTES = 64 * 1024
-_MAX_RULES = 100
-_MAX_PATTERN = 256
+#: Contribution values a player may choose (upstream refuses more; this bounds what we send).
+MAX_CONTRIBUTION = Decimal("1000000")
+#: CORS rules per request, and the length of one pattern.
+MAX_CORS_RULES = 100
+MAX_CORS_PATTERN_LENGTH = 256
+CORS_PATTERN = validation.text_pattern(MAX_CORS_PATTERN_LENGTH)
+_CORS_PATTERN = re.compile(CORS_PATTERN)
+
+
+def _cors_pattern(value: str) -> None:
+    # fullmatch: "$" alone would let a trailing newline through.
+    if not _CORS_PATTERN.fullmatch(value):
+        raise ValidationError(
+            f"must be 1 to {MAX_CORS_PATTERN_LENGTH} characters, none of them control characters"
+        )
 
 
 def _identifier(field_name: str):  # type: ignore[no-untyped-def]
@@ -51,8 +64,16 @@ class OptInBody(Schema):
     contribution_value = fields.Decimal(
         places=None,
         allow_nan=False,
-        validate=validate.Range(min=Decimal("0"), max=Decimal("1000000"), min_inclusive=False),
+        validate=validate.Range(min=Decimal("0"), max=MAX_CONTRIBUTION, min_inclusive=False),
     )
+
+    @pre_load
+    def _contribution_is_a_number(self, data: Any, **_: Any) -> Any:
+        # fields.Decimal also takes "0.3" and true; the document promises a JSON number.
+        value = data.get("contribution_value") if isinstance(data, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValidationError("must be a number", "contribution_value")
+        return data
 
     @validates_schema
     def _one_target(self, data: dict[str, Any], **_: Any) -> None:
@@ -64,7 +85,7 @@ class CorsRuleBody(Schema):
     class Meta:
         unknown = RAISE
 
-    pattern = fields.String(required=True, validate=validate.Length(min=1, max=_MAX_PATTERN))
+    pattern = fields.String(required=True, validate=_cors_pattern)
     match_mode = fields.String(
         required=True, validate=validate.OneOf(["Exact", "Wildcard", "Regex"])
     )
@@ -85,7 +106,9 @@ class CorsUpsertBody(Schema):
         unknown = RAISE
 
     cors_origin_list = fields.List(
-        fields.Nested(CorsRuleBody), required=True, validate=validate.Length(min=1, max=_MAX_RULES)
+        fields.Nested(CorsRuleBody),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_CORS_RULES),
     )
 
 
@@ -94,12 +117,7 @@ class CorsRemoveBody(Schema):
         unknown = RAISE
 
     cors_origin_list = fields.List(
-        fields.String(validate=validate.Length(min=1, max=_MAX_PATTERN)),
+        fields.String(validate=_cors_pattern),
         required=True,
-        validate=validate.Length(min=1, max=_MAX_RULES),
+        validate=validate.Length(min=1, max=MAX_CORS_RULES),
     )
-
-    @validates("cors_origin_list")
-    def _printable(self, value: list[str], **_: Any) -> None:
-        if not all(pattern.isprintable() for pattern in value):
-            raise ValidationError("patterns must be printable text")

@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from .errors import InvalidIdentifier
 
 __all__ = [
+    "IDENTIFIER_PATTERN",
     "MAX_IDENTIFIER_LENGTH",
     "MAX_NAME_FILTER_LENGTH",
     "MAX_SEGMENTS",
     "MAX_TOKEN_LENGTH",
+    "TEXT_PATTERN",
     "country_code",
     "currency_code",
     "identifier",
@@ -26,6 +28,7 @@ __all__ = [
     "quote_segment",
     "segments",
     "source_name_filter",
+    "text_pattern",
 ]
 
 MAX_IDENTIFIER_LENGTH = 128
@@ -33,17 +36,41 @@ MAX_NAME_FILTER_LENGTH = 128
 MAX_SEGMENTS = 32
 MAX_TOKEN_LENGTH = 4096
 
-# Characters that change how a URL path or query is parsed, or that proxies/servers may
-# decode or normalise on the way (``%`` would allow double-decoding tricks).
-_FORBIDDEN_IN_IDENTIFIER = {
-    "/": "'/'",
-    "\\": "'\\'",
-    "?": "'?'",
-    "#": "'#'",
-    "%": "'%'",
-}
+# The rules below are regular expressions that Python's ``re`` and ECMA-262 (the dialect of
+# JSON Schema's ``pattern``) read alike, so ``/openapi.json`` states exactly what is enforced.
+
+#: Control, format (zero-width, bidi) and line/paragraph separator characters, and lone
+#: surrogates: invisible or log-splitting, never part of an id or a name.
+_INVISIBLE = (
+    r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u180e"
+    r"\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+)
+#: Space characters (besides the controls above, which include tab and newline).
+_SPACES = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+#: Characters that change how a URL path or query is parsed, or that proxies/servers may
+#: decode or normalise on the way (``%`` would allow double-decoding tricks).
+_URL_SYNTAX = {"/": "'/'", "\\": "'\\'", "?": "'?'", "#": "'#'", "%": "'%'"}
+
+#: An identifier: 1 to 128 characters, none invisible, a space or URL syntax; not ``.`` and
+#: without ``..`` (dot segments).
+IDENTIFIER_PATTERN = (
+    rf"^(?!\.$)(?!.*\.\.)[^{_INVISIBLE}{_SPACES}/\\?#%]{{1,{MAX_IDENTIFIER_LENGTH}}}$"
+)
+
+
+def text_pattern(max_length: int) -> str:
+    """Free text (a name filter, a CORS pattern): 1 to ``max_length`` visible characters or
+    spaces."""
+    return rf"^[^{_INVISIBLE}]{{1,{max_length}}}$"
+
+
+#: The source name filter of the sources listing.
+TEXT_PATTERN = text_pattern(MAX_NAME_FILTER_LENGTH)
+
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_INVISIBLE_CHAR = re.compile(f"[{_INVISIBLE}]")
+_INVISIBLE_OR_SPACE = re.compile(f"[{_INVISIBLE}{_SPACES}]")
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_PLAIN_IDENTIFIER = re.compile(rf"[A-Za-z0-9_:.-]{{1,{MAX_IDENTIFIER_LENGTH}}}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
@@ -53,17 +80,12 @@ def _require_str(value: object, field: str) -> str:
     return value
 
 
-def _has_unprintable(value: str) -> bool:
-    # str.isprintable() is False for control, format, surrogate, private-use, unassigned and
-    # separator characters except the ASCII space; 0x7f (DEL) is a control character.
-    return not value.isprintable()
-
-
 def identifier(value: object, field: str) -> str:
     """Validate an identifier that goes into an upstream URL path, query or message.
 
-    Accepts 1 to 128 printable characters without whitespace and without ``/``, ``\\``,
-    ``..``, ``?``, ``#`` or ``%``; refuses ``.`` alone (a dot segment).
+    Accepts what :data:`IDENTIFIER_PATTERN` matches: 1 to 128 characters without whitespace,
+    control, format or separator characters and without ``/``, ``\\``, ``..``, ``?``, ``#``
+    or ``%``; refuses ``.`` alone (a dot segment).
 
     :param value: the value to check.
     :param field: the field name used in the error message.
@@ -71,21 +93,23 @@ def identifier(value: object, field: str) -> str:
     :raises InvalidIdentifier: naming ``field``.
     """
     text = _require_str(value, field)
-    # Fast path for the ids seen on every request (UUIDs, game codes): one regex.
-    if _PLAIN_IDENTIFIER.fullmatch(text) and ".." not in text and text != ".":
+    if len(text) <= MAX_IDENTIFIER_LENGTH and _IDENTIFIER.fullmatch(text):
         return text
+    raise InvalidIdentifier(field, _identifier_problem(text))
+
+
+def _identifier_problem(text: str) -> str:
+    """Why ``text`` is not an identifier, in the words of the first rule it breaks."""
     if not text:
-        raise InvalidIdentifier(field, "must not be empty")
+        return "must not be empty"
     if len(text) > MAX_IDENTIFIER_LENGTH:
-        raise InvalidIdentifier(field, f"must be at most {MAX_IDENTIFIER_LENGTH} characters")
-    if _has_unprintable(text) or any(ch.isspace() for ch in text):
-        raise InvalidIdentifier(field, "must not contain whitespace or control characters")
-    for char, shown in _FORBIDDEN_IN_IDENTIFIER.items():
+        return f"must be at most {MAX_IDENTIFIER_LENGTH} characters"
+    if _INVISIBLE_OR_SPACE.search(text):
+        return "must not contain whitespace or control characters"
+    for char, shown in _URL_SYNTAX.items():
         if char in text:
-            raise InvalidIdentifier(field, f"must not contain {shown}")
-    if ".." in text or text == ".":
-        raise InvalidIdentifier(field, "must not be or contain a dot segment")
-    return text
+            return f"must not contain {shown}"
+    return "must not be or contain a dot segment"
 
 
 def quote_segment(value: object, field: str) -> str:
@@ -176,7 +200,7 @@ def source_name_filter(value: object, field: str = "name") -> str | None:
     text = _require_str(value, field)
     if len(text) > MAX_NAME_FILTER_LENGTH:
         raise InvalidIdentifier(field, f"must be at most {MAX_NAME_FILTER_LENGTH} characters")
-    if _has_unprintable(text):
+    if _INVISIBLE_CHAR.search(text):
         raise InvalidIdentifier(field, "must contain printable characters only")
     return text
 
@@ -184,8 +208,8 @@ def source_name_filter(value: object, field: str = "name") -> str | None:
 def opaque_token(value: object, field: str = "token") -> str:
     """Validate an opaque credential (e.g. a player's wallet token) before it goes in a URL.
 
-    Checks only the shape (1 to 4096 printable characters, no whitespace); the message never
-    contains the value.
+    Checks only the shape (1 to 4096 characters, no whitespace or control characters); the
+    message never contains the value.
 
     :raises InvalidIdentifier: naming ``field``.
     """
@@ -194,6 +218,6 @@ def opaque_token(value: object, field: str = "token") -> str:
         raise InvalidIdentifier(field, "must not be empty")
     if len(text) > MAX_TOKEN_LENGTH:
         raise InvalidIdentifier(field, f"must be at most {MAX_TOKEN_LENGTH} characters")
-    if _has_unprintable(text) or any(ch.isspace() for ch in text):
+    if _INVISIBLE_OR_SPACE.search(text):
         raise InvalidIdentifier(field, "must not contain whitespace or control characters")
     return text

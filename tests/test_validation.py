@@ -44,6 +44,10 @@ def test_identifier_accepts_ordinary_ids(value: str) -> None:
         ("a\x7fb", "control"),
         ("a\u200bb", "control"),  # zero-width space: a format character
         ("a\u2028b", "control"),  # line separator
+        ("abc\n", "control"),  # a trailing newline, which a regex "$" would let through
+        ("a\u202eb", "control"),  # right-to-left override
+        ("a\ud800b", "control"),  # a lone surrogate, as JSON's "\ud800" gives
+        ("a\u3000b", "whitespace"),
         ("x" * 129, "at most 128"),
         ("", "empty"),
     ],
