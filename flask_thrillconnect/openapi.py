@@ -6,6 +6,18 @@ from functools import cache
 from typing import Any
 
 from . import __version__
+from .request_bodies import (
+    CORS_PATTERN,
+    MAX_CONTRIBUTION,
+    MAX_CORS_PATTERN_LENGTH,
+    MAX_CORS_RULES,
+)
+from .validation import (
+    IDENTIFIER_PATTERN,
+    MAX_IDENTIFIER_LENGTH,
+    MAX_NAME_FILTER_LENGTH,
+    TEXT_PATTERN,
+)
 
 _STRING = {"type": "string"}
 _INT = {"type": "integer"}
@@ -13,6 +25,21 @@ _NUMBER = {"type": "number"}
 _BOOL = {"type": "boolean"}
 _MILLIS = {"type": ["integer", "null"], "description": "epoch milliseconds"}
 _NULLABLE_MILLIS = {"type": ["integer", "null"]}
+# What the validators enforce, so that generated clients and fuzzers know our 400s.
+_IDENTIFIER = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_IDENTIFIER_LENGTH,
+    "pattern": IDENTIFIER_PATTERN,
+    "description": "no whitespace or control characters, no '/', '\\', '?', '#', '%', "
+    "not '.' and no '..'",
+}
+_CORS_PATTERN = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_CORS_PATTERN_LENGTH,
+    "pattern": CORS_PATTERN,
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -116,12 +143,19 @@ _SCHEMAS: dict[str, Any] = {
     "OptInRequest": {
         "type": "object",
         "properties": {
-            "instance_id": _STRING,
-            "source_id": _STRING,
+            "instance_id": _IDENTIFIER,
+            "source_id": _IDENTIFIER,
             "opt_in": _BOOL,
-            "contribution_value": {"type": "number", "exclusiveMinimum": 0},
+            "contribution_value": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": float(MAX_CONTRIBUTION),
+                "description": "the player's contribution; upstream may narrow the range",
+            },
         },
         "required": ["opt_in"],
+        "oneOf": [{"required": ["instance_id"]}, {"required": ["source_id"]}],
+        "description": "exactly one of instance_id and source_id",
         "additionalProperties": False,
     },
     "OptInResult": _object(
@@ -136,11 +170,40 @@ _SCHEMAS: dict[str, Any] = {
         },
         required=["instance_id", "player_id", "opted_in"],
     ),
-    "CorsRule": _object(
-        {"pattern": _STRING, "match_mode": {"enum": ["Exact", "Wildcard", "Regex"]}}
-    ),
+    "CorsRule": {
+        **_object(
+            {"pattern": _CORS_PATTERN, "match_mode": {"enum": ["Exact", "Wildcard", "Regex"]}}
+        ),
+        "additionalProperties": False,
+        "description": "a Regex pattern must be a valid regular expression",
+    },
     "CorsList": _object({"cors_origin_list": {"type": "array", "items": _ref("CorsRule")}}),
-    "CorsRemove": _object({"cors_origin_list": {"type": "array", "items": _STRING}}),
+    "CorsUpsert": {
+        **_object(
+            {
+                "cors_origin_list": {
+                    "type": "array",
+                    "items": _ref("CorsRule"),
+                    "minItems": 1,
+                    "maxItems": MAX_CORS_RULES,
+                }
+            }
+        ),
+        "additionalProperties": False,
+    },
+    "CorsRemove": {
+        **_object(
+            {
+                "cors_origin_list": {
+                    "type": "array",
+                    "items": _CORS_PATTERN,
+                    "minItems": 1,
+                    "maxItems": MAX_CORS_RULES,
+                }
+            }
+        ),
+        "additionalProperties": False,
+    },
     "CorsRemoved": _object(
         {"removed": _INT, "cors_origin_list": {"type": "array", "items": _ref("CorsRule")}}
     ),
@@ -176,7 +239,7 @@ def _cached_get(summary: str, schema: dict[str, Any], parameters: list[Any]) -> 
             "responses": {
                 "200": {"description": "OK", "headers": _CACHE_HEADERS, "content": _json(schema)},
                 "304": {"description": "Not modified (If-None-Match matched the ETag)"},
-                **_errors(400, 404, 502, 503, 504),
+                **_errors(400, 404, 429, 502, 503, 504),
             },
         }
     }
@@ -187,7 +250,7 @@ def _path_param(name: str) -> dict[str, Any]:
         "name": name,
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "maxLength": 128},
+        "schema": _IDENTIFIER,
     }
 
 
@@ -217,7 +280,19 @@ def openapi_document(prefix: str) -> dict[str, Any]:
         "/v1/thrillpots/sources": _cached_get(
             "The brand's sources",
             {"type": "array", "items": _ref("Source")},
-            [{"name": "name", "in": "query", "required": False, "schema": _STRING}],
+            [
+                {
+                    "name": "name",
+                    "in": "query",
+                    "required": False,
+                    "description": "case-insensitive part of the source name; empty: all",
+                    "schema": {
+                        "type": "string",
+                        "maxLength": MAX_NAME_FILTER_LENGTH,
+                        "pattern": TEXT_PATTERN,
+                    },
+                }
+            ],
         ),
         "/v1/thrillpots/instances/source/{source_id}": _cached_get(
             "The jackpot a source shows to the current player",
@@ -243,7 +318,7 @@ def openapi_document(prefix: str) -> dict[str, Any]:
         },
         "/v1/cors": {
             **_admin("get", "List CORS rules", None, "CorsList"),
-            **_admin("put", "Add or update CORS rules", "CorsList", "CorsList"),
+            **_admin("put", "Add or update CORS rules", "CorsUpsert", "CorsList"),
             **_admin("delete", "Remove CORS rules", "CorsRemove", "CorsRemoved"),
         },
         "/health": {

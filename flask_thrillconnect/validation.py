@@ -51,17 +51,20 @@ _SPACES = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
 #: decode or normalise on the way (``%`` would allow double-decoding tricks).
 _URL_SYNTAX = {"/": "'/'", "\\": "'\\'", "?": "'?'", "#": "'#'", "%": "'%'"}
 
+#: The end of the text in both dialects ("$" also matches before a final newline in Python).
+_END = r"(?![\s\S])"
+
 #: An identifier: 1 to 128 characters, none invisible, a space or URL syntax; not ``.`` and
 #: without ``..`` (dot segments).
 IDENTIFIER_PATTERN = (
-    rf"^(?!\.$)(?!.*\.\.)[^{_INVISIBLE}{_SPACES}/\\?#%]{{1,{MAX_IDENTIFIER_LENGTH}}}$"
+    rf"^(?!\.{_END})(?!.*\.\.)[^{_INVISIBLE}{_SPACES}/\\?#%]{{1,{MAX_IDENTIFIER_LENGTH}}}{_END}"
 )
 
 
 def text_pattern(max_length: int) -> str:
     """Free text (a name filter, a CORS pattern): 1 to ``max_length`` visible characters or
     spaces."""
-    return rf"^[^{_INVISIBLE}]{{1,{max_length}}}$"
+    return rf"^[^{_INVISIBLE}]{{1,{max_length}}}{_END}"
 
 
 #: The source name filter of the sources listing.

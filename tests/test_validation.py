@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.exceptions import BadRequest
 
 from flask_thrillconnect import validation
 from flask_thrillconnect.errors import InvalidIdentifier, ThrillConnectError
+from flask_thrillconnect.openapi import openapi_document
 
 
 @pytest.mark.parametrize(
@@ -197,3 +203,44 @@ def test_opaque_token_checks_shape_without_echoing() -> None:
     assert "token with" not in str(info.value)
     with pytest.raises(InvalidIdentifier, match="at most"):
         validation.opaque_token("t" * 4097)
+
+
+def _documented(schema: dict) -> Callable[[object], bool]:
+    validator = jsonschema.Draft202012Validator(schema)
+    return lambda value: validator.is_valid(value)
+
+
+_DOCUMENT = openapi_document("/thrillconnect")
+_DOCUMENTED_ID = _documented(
+    _DOCUMENT["paths"]["/v1/thrillpots/instances/{instance_id}/ticker"]["get"]["parameters"][0][
+        "schema"
+    ]
+)
+_DOCUMENTED_NAME = _documented(
+    _DOCUMENT["paths"]["/v1/thrillpots/sources"]["get"]["parameters"][0]["schema"]
+)
+_HOSTILE_TEXT = st.one_of(
+    st.text(max_size=140),
+    st.text(alphabet=st.sampled_from("a.%/ \n\t\u200b\u202e\u3000\ud800é"), max_size=8),
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None)
+@given(st.one_of(_HOSTILE_TEXT, st.from_regex(validation.IDENTIFIER_PATTERN)))
+def test_openapi_states_exactly_the_identifier_rule(text: str) -> None:
+    try:
+        validation.identifier(text, "instance_id")
+        accepted = True
+    except InvalidIdentifier:
+        accepted = False
+    assert accepted == _DOCUMENTED_ID(text)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None)
+@given(st.one_of(_HOSTILE_TEXT, st.from_regex(validation.TEXT_PATTERN)))
+def test_openapi_states_exactly_the_name_filter_rule(text: str) -> None:
+    try:
+        accepted = validation.source_name_filter(text) is not None
+    except InvalidIdentifier:
+        accepted = False
+    assert accepted == _DOCUMENTED_NAME(text)
