@@ -19,6 +19,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidIdentifier",
     "InvalidRequest",
+    "RateLimited",
     "ThrillConnectError",
     "UnknownCurrency",
     "UpstreamBadRequest",
@@ -84,6 +85,20 @@ class UnknownCurrency(ThrillConnectError, LookupError):
     """A currency code is not among the exchange rates ThrillConnect published."""
 
     code = 400
+
+
+class RateLimited(ThrillConnectError):
+    """A browser asked for too many answers that are not cached; it may try again later.
+
+    :param retry_after: whole seconds after which a request is likely to be served.
+    """
+
+    code = 429
+    error = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(ThrillConnectError):

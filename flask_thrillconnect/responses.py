@@ -11,7 +11,7 @@ from flask import Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from .cache import CacheWaitTimeout
-from .errors import InvalidRequest, ThrillConnectError
+from .errors import InvalidRequest, RateLimited, ThrillConnectError
 from .service import Answer
 
 logger = logging.getLogger("flask_thrillconnect.responses")
@@ -73,7 +73,10 @@ def error_response(exc: BaseException) -> Response:
         status = exc.code or 502
         if status >= 500:
             logger.warning("thrillconnect upstream trouble: %s", exc)
-        return json_response({"error": error_code(exc), "message": str(exc)}, status)
+        response = json_response({"error": error_code(exc), "message": str(exc)}, status)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, HTTPException):
         message = exc.description or exc.name
         response = json_response(

@@ -17,7 +17,9 @@ from . import schemas, validation
 from .cache import CacheResult, ResponseCache
 from .client import ThrillConnectClient
 from .config import Settings
+from .errors import UpstreamNotFound
 from .player import Player
+from .upstream_guard import KnownIds, MissLimiter, NotFoundMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +53,65 @@ def player_prefix(player_id: str) -> str:
     return f"p:{player_id}:"
 
 
+SOURCES_KEY = "s:sources:"
+
+
 class JackpotService:
-    """Reads through the cache with single-flight, SWR and stale-if-error."""
+    """Reads through the cache with single-flight, SWR and stale-if-error.
+
+    Before a miss reaches upstream, the guards of :mod:`~flask_thrillconnect.upstream_guard`
+    check the browser's miss budget, the id against the brand's own, and remembered 404s.
+    ``requester`` names the browser (``None`` for the portal's own server-side calls).
+    """
 
     def __init__(self, settings: Settings, client: ThrillConnectClient, cache: ResponseCache):
         self.settings = settings
         self.client = client
         self.cache = cache
+        self.known_ids = KnownIds(self._sources_body)
+        self._not_found = NotFoundMemory()
+        self._miss_limiter = MissLimiter()
 
-    def _lookup(self, key: str, kind: str, fetch: Callable[[], Any], shared: bool) -> Answer:
+    def _lookup(
+        self,
+        key: str,
+        kind: str,
+        fetch: Callable[[], Any],
+        shared: bool,
+        requester: str | None = None,
+        require_known: Callable[[], None] | None = None,
+    ) -> Answer:
+        if self.cache.would_fetch(key):
+            # Cheapest first; refusals here cost upstream nothing and the browser no budget.
+            if self._not_found.knows(key):
+                raise UpstreamNotFound("ThrillConnect has no such jackpot data", error="not_found")
+            if require_known is not None:
+                require_known()
+            if requester is not None:
+                self._miss_limiter.take(requester)
         ttl = self.settings.cache_ttl[kind]
-        result = self.cache.lookup(key, lambda: encode_json(fetch()), ttl)
+        result = self.cache.lookup(key, lambda: encode_json(self._remembering_404(key, fetch)), ttl)
         return Answer(result, shared, ttl)
+
+    def _remembering_404(self, key: str, fetch: Callable[[], Any]) -> Any:
+        try:
+            return fetch()
+        except UpstreamNotFound:
+            self._not_found.remember(key)
+            raise
+
+    def _sources_body(self, force: bool) -> tuple[bytes, str]:
+        """The brand's unfiltered sources body and ETag; ``force``: fetched afresh and stored,
+        the cached copy kept if upstream fails."""
+        if force:
+            body = encode_json(self._fetch_sources(None))
+            entry = self.cache.put(SOURCES_KEY, body, self.settings.cache_ttl["sources"])
+        else:
+            entry = self.sources().result.entry
+        return entry.value, entry.etag
+
+    def _fetch_sources(self, name: str | None) -> Any:
+        return schemas.SourceSchema(many=True).dump(self.client.sources(name=name))
 
     def currencies(self) -> Answer:
         return self._lookup(
@@ -72,17 +121,20 @@ class JackpotService:
             shared=True,
         )
 
-    def sources(self, name: str | None = None) -> Answer:
+    def sources(self, name: str | None = None, *, requester: str | None = None) -> Answer:
         if name is not None:
             name = validation.source_name_filter(name)
         return self._lookup(
-            f"s:sources:{name or ''}",
+            f"{SOURCES_KEY}{name or ''}",
             "sources",
-            lambda: schemas.SourceSchema(many=True).dump(self.client.sources(name=name)),
+            lambda: self._fetch_sources(name),
             shared=True,
+            requester=requester,
         )
 
-    def jackpot(self, source_id: str, player: Player | None) -> Answer:
+    def jackpot(
+        self, source_id: str, player: Player | None, *, requester: str | None = None
+    ) -> Answer:
         source_id = validation.identifier(source_id, "source_id")
         if player is None:
             key, shared = f"s:jackpot:{source_id}", True
@@ -104,16 +156,30 @@ class JackpotService:
                 self.client.jackpot_for_source(source_id, **kwargs)
             ),
             shared=shared,
+            requester=requester,
+            require_known=lambda: self.require_known_source(source_id),
         )
 
-    def ticker(self, instance_id: str) -> Answer:
+    def ticker(self, instance_id: str, *, requester: str | None = None) -> Answer:
         instance_id = validation.identifier(instance_id, "instance_id")
         return self._lookup(
             ticker_key(instance_id),
             "ticker",
             lambda: schemas.TickerSchema().dump(self.client.ticker(instance_id)),
             shared=True,
+            requester=requester,
+            require_known=lambda: self.require_known_instance(instance_id),
         )
+
+    def require_known_source(self, source_id: str) -> None:
+        """:raises UpstreamNotFound: the id is not one of the brand's sources."""
+        if not self.known_ids.is_source(source_id):
+            raise UpstreamNotFound("no such source for this brand", error="not_found")
+
+    def require_known_instance(self, instance_id: str) -> None:
+        """:raises UpstreamNotFound: the id is not an instance of the brand's sources."""
+        if not self.known_ids.is_instance(instance_id):
+            raise UpstreamNotFound("no such jackpot instance for this brand", error="not_found")
 
     def forget_player(self, player_id: str) -> int:
         """Drop every cached answer of one player (after their opt-in changed)."""

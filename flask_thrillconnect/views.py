@@ -118,6 +118,16 @@ def _guard_state_change() -> None:
 # -- shared and player-specific reads -------------------------------------------------------
 
 
+def _requester() -> str:
+    """Whose budget of upstream misses a request spends: the player, else the address.
+
+    Behind a reverse proxy, ``remote_addr`` is the browser's only with ProxyFix (see the
+    deployment docs); without it every anonymous visitor shares the proxy's budget.
+    """
+    player = state().load_player()
+    return f"player:{player.id}" if player else f"addr:{request.remote_addr}"
+
+
 @get("/v1/currencies")
 def currencies() -> Response:
     return cached_json(state().service.currencies())
@@ -126,18 +136,19 @@ def currencies() -> Response:
 @get("/v1/thrillpots/sources")
 def sources() -> Response:
     name = request.args.get("name") or None
-    return cached_json(state().service.sources(name))
+    return cached_json(state().service.sources(name, requester=_requester()))
 
 
 @get("/v1/thrillpots/instances/source/<tc_any:source_id>")
 def jackpot_for_source(source_id: str) -> Response:
     current = state()
-    return cached_json(current.service.jackpot(source_id, current.load_player()), vary_cookie=True)
+    answer = current.service.jackpot(source_id, current.load_player(), requester=_requester())
+    return cached_json(answer, vary_cookie=True)
 
 
 @get("/v1/thrillpots/instances/<tc_any:instance_id>/ticker")
 def ticker(instance_id: str) -> Response:
-    return cached_json(state().service.ticker(instance_id))
+    return cached_json(state().service.ticker(instance_id, requester=_requester()))
 
 
 # -- opt-in -------------------------------------------------------------------------------------
@@ -152,8 +163,10 @@ def opt_in() -> Response:
     _guard_state_change()
     body = _load_body(OptInBody())
     instance_id = body.get("instance_id")
-    if instance_id is None:
-        answer = current.service.jackpot(body["source_id"], player)
+    if instance_id is not None:
+        current.service.require_known_instance(instance_id)
+    else:
+        answer = current.service.jackpot(body["source_id"], player, requester=_requester())
         instance_id = schemas.JackpotSchema().loads(answer.result.entry.value).id
     event = send_opt_in(
         current.client,

@@ -178,15 +178,6 @@ def test_bad_ids_get_400_and_never_reach_upstream(browser, thrillconnect_sim, ba
     assert thrillconnect_sim.stats()["requests"] == before
 
 
-def test_an_unknown_source_is_a_json_404_and_not_cached(browser, thrillconnect_sim):
-    first = browser.api("GET", "/v1/thrillpots/instances/source/no-such-game")
-    second = browser.api("GET", "/v1/thrillpots/instances/source/no-such-game")
-
-    assert first.status_code == second.status_code == 404
-    assert set(first.json()) == {"error", "message"}
-    assert upstream_requests(thrillconnect_sim, "jackpot") == 2
-
-
 def test_an_unknown_route_under_the_prefix_is_a_json_404(browser):
     response = browser.api("GET", "/v1/nothing/here")
 

@@ -214,6 +214,14 @@ class ResponseCache:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def would_fetch(self, key: str) -> bool:
+        """Whether a lookup of ``key`` now would ask upstream and wait for the answer: no
+        usable copy, and no fetch of it already in progress to wait for."""
+        if self._usable(self.storage.get(key), self._clock()) is not None:
+            return False
+        with self._lock:
+            return key not in self._flights
+
     def put(self, key: str, value: bytes, ttl: float) -> Entry:
         """Store ``value`` under ``key`` (the live stream feeds the cache) and return its entry.
 
