@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from .cache import MemoryStorage, ResponseCache
 from .client import ThrillConnectClient
 from .config import Settings, read_settings
 from .errors import ThrillConnectError, UpstreamTimeout, UpstreamUnavailable
+from .health import RestProbe
 from .player import Player
 from .relay.service import Relay
 from .service import JackpotService
@@ -26,8 +26,6 @@ logger = logging.getLogger("flask_thrillconnect")
 
 PlayerLoader = Callable[[], Player | None]
 AdminCheck = Callable[[], bool]
-
-_HEALTH_PROBE_INTERVAL = 5.0
 
 # Every app's state in this process, so that one call can close them all at exit.
 _live_states: weakref.WeakSet[State] = weakref.WeakSet()
@@ -79,8 +77,7 @@ class State:
         )
         self.service = JackpotService(settings, self.client, self.cache)
         self.relay = Relay(settings, self.client, self.service)
-        self._health_lock = threading.Lock()
-        self._health: tuple[float, dict[str, Any]] | None = None
+        self.rest_probe = RestProbe(self._probe_rest)
         _live_states.add(self)
 
     def load_player(self) -> Player | None:
@@ -102,11 +99,8 @@ class State:
         return bool(check()) if check is not None else False
 
     def health(self) -> dict[str, Any]:
-        """Upstream REST status (probed at most every few seconds) and cache figures."""
-        with self._health_lock:
-            if self._health is None or time.monotonic() - self._health[0] > _HEALTH_PROBE_INTERVAL:
-                self._health = (time.monotonic(), self._probe_rest())
-            rest = self._health[1]
+        """Upstream REST status (probed in the background) and cache figures, within ~1 s."""
+        rest = self.rest_probe.status()
         relay = self.relay.stats()
         stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
         return {

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import jsonschema
 import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+
+from flask_thrillconnect.health import PROBE_INTERVAL, SLOW_AFTER, RestProbe
 
 RULE = {"pattern": "https://*.casino.example", "match_mode": "Wildcard"}
 
@@ -186,3 +191,51 @@ def test_real_responses_match_the_openapi_document(openapi, make_browser, thrill
 
     for response, path, method in checks:
         validate(openapi, response, path, method)
+
+
+def test_health_answers_at_once_while_upstream_hangs(browser, thrillconnect_sim):
+    thrillconnect_sim.faults(rest={"hang": True})  # the portal's read timeout is 2 s, retried
+    try:
+        started = time.monotonic()
+        health = browser.api("GET", "/health")
+        took = time.monotonic() - started
+    finally:
+        thrillconnect_sim.faults()
+
+    assert health.json()["status"] == "degraded"
+    assert health.json()["upstream"]["rest"]["ok"] is False
+    assert took < 1.9  # bounded by the first-probe wait (0.8 s), not by upstream
+
+
+def test_a_probe_that_stops_answering_turns_health_to_not_ok():
+    clock = [100.0]
+    answers: list[threading.Event] = []
+
+    def probe() -> dict:
+        answered = threading.Event()
+        answers.append(answered)
+        answered.wait(10)
+        return {"ok": True}
+
+    rest = RestProbe(probe, clock=lambda: clock[0])
+    first = rest.status()  # still running: not ok
+    answers[0].set()
+    wait_until(lambda: rest.status() == {"ok": True})
+    clock[0] += PROBE_INTERVAL  # the next call starts a probe that hangs
+    still = rest.status()
+    clock[0] += SLOW_AFTER + 0.1
+    late = rest.status()
+    answers[-1].set()
+
+    assert first["ok"] is False
+    assert still == {"ok": True}  # the last answer stands while the new probe is young
+    assert late["ok"] is False
+    assert "not answered" in late["message"]
+    assert len(answers) == 2
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
