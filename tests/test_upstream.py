@@ -1,5 +1,6 @@
 """The upstream stream supervisor against the real simulator: connecting, subscribing,
-reconnecting with back-off, the watchdog, 401 handling, stopping, sending, fork safety."""
+reconnecting with back-off, recovery probing, the watchdog, 401 handling, stopping, sending,
+fork safety."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import queue
 import random
 import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 
 from flask_thrillconnect.client import ThrillConnectClient
+from flask_thrillconnect.relay import upstream
 from flask_thrillconnect.relay.upstream import UpstreamSupervisor, backoff_delay
+from flask_thrillconnect.testing import Simulator
 
 #: Every wait in these tests is bounded by this many seconds.
 WAIT = 5.0
@@ -434,6 +438,170 @@ def test_a_forked_child_starts_its_own_connection_and_leaves_the_parents_alone(
     assert thrillconnect_sim.stats()["connects"]["service"] == 2
     sync(supervisor, recorder)
     assert supervisor.stats()["connects"] == 1
+
+
+# -- recovery probing ------------------------------------------------------------------------
+#: A back-off far longer than any wait in these tests: a reconnect within WAIT is the probe's.
+LONG_BACKOFF = {"backoff_base": 60.0, "backoff_cap": 60.0}
+#: The goal: events flow again within this long of the platform accepting connections.
+RECOVERY_GOAL = 2.0
+
+
+@pytest.fixture
+def worst_case_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every back-off delay is its ceiling (the jitter's worst draw), so that a test can tell a
+    reconnect the back-off allows from one it does not."""
+
+    def ceiling(attempt: int, *, base: float, cap: float, rng: Any = None) -> float:
+        return min(cap, base * 2 ** min(attempt, 32))
+
+    monkeypatch.setattr(upstream, "backoff_delay", ceiling)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def front_end_without_platform() -> Iterator[int]:
+    """A loopback port that accepts TCP connections and closes each at once, like a proxy
+    with no backend behind it; answers the port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=serve, name="front-end", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stopping.set()
+        thread.join(WAIT)
+        server.close()
+
+
+def test_a_platform_back_after_an_outage_is_reconnected_long_before_the_backoff_ends(
+    thrillconnect_sim: Any,
+    make_supervisor: MakeSupervisor,
+    worst_case_jitter: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    supervisor, recorder = make_supervisor(**LONG_BACKOFF)
+    assert supervisor.wait_connected(WAIT)
+    port = thrillconnect_sim.port
+    thrillconnect_sim.stop()  # the outage: the platform's port now refuses connections
+    assert recorder.wait_state("reconnecting")
+    assert wait_until(lambda: supervisor.stats()["probes"] >= 2)
+    assert supervisor.stats()["attempts"] == 1  # while it is down, the back-off holds
+
+    with Simulator(port=port, tick_interval=0, seed=1) as revived:  # accepting again
+        back_at = time.monotonic()
+        assert recorder.wait_state("connected", reconnected=True)
+        assert time.monotonic() - back_at < RECOVERY_GOAL  # the back-off alone: 60 s
+        sync(supervisor, recorder)
+        revived.tick()
+        assert recorder.next_named("JackpotUpdate")["msg_type"] == "Event"
+        assert supervisor.stats()["attempts"] == 2
+    token = thrillconnect_sim.service_token
+    assert any("accepts connections again" in record.getMessage() for record in caplog.records)
+    for record in caplog.records:
+        assert token not in record.getMessage()
+        assert token not in (record.exc_text or "")
+
+
+def test_a_refused_attempt_counts_as_down_so_the_first_accepted_probe_reconnects(
+    make_supervisor: MakeSupervisor, worst_case_jitter: None
+) -> None:
+    platform = Simulator(port=closed_port(), tick_interval=0, seed=1)  # not started yet
+    supervisor, recorder = make_supervisor(
+        service_url(platform), probe_interval=1.0, **LONG_BACKOFF
+    )
+    assert recorder.wait_state("reconnecting")
+    assert "ConnectionRefusedError" in supervisor.stats()["last_error"]
+    # Up before the first probe (1 s after the refusal): no probe ever saw it down.
+    with platform:
+        assert supervisor.wait_connected(WAIT)
+        sync(supervisor, recorder)
+    assert supervisor.stats()["probes"] == 1
+
+
+def test_an_http_refusal_keeps_the_backoff_and_is_not_probed(
+    thrillconnect_sim: Any, make_supervisor: MakeSupervisor, worst_case_jitter: None
+) -> None:
+    thrillconnect_sim.faults(ws="refuse")  # upgrades answered with 503: the platform is up
+    supervisor, recorder = make_supervisor(**LONG_BACKOFF)
+    assert recorder.wait_state("reconnecting")
+    time.sleep(1.5)  # a measuring window of three probe intervals
+    stats = supervisor.stats()
+    assert stats["probes"] == 0
+    assert stats["attempts"] == 1  # no rapid reconnect attempts
+    assert "(503)" in stats["last_error"]
+    assert supervisor.state == "reconnecting"
+
+
+def test_a_front_end_accepting_connections_but_failing_the_stream_keeps_the_backoff(
+    make_supervisor: MakeSupervisor, worst_case_jitter: None
+) -> None:
+    with front_end_without_platform() as port:
+        supervisor, recorder = make_supervisor(
+            lambda: f"ws://127.0.0.1:{port}/v1/events/service?token=t0ken", **LONG_BACKOFF
+        )
+        assert recorder.wait_state("reconnecting")
+        assert wait_until(lambda: supervisor.stats()["probes"] >= 1)
+        time.sleep(1.5)  # a measuring window of three probe intervals
+        stats = supervisor.stats()
+    # It accepted the probe as it accepted the attempt: no recovery to notice, so one probe
+    # and no second attempt.
+    assert stats["probes"] == 1
+    assert stats["attempts"] == 1
+    assert supervisor.state == "reconnecting"
+
+
+def test_without_probing_the_backoff_is_slept_out(
+    make_supervisor: MakeSupervisor, worst_case_jitter: None
+) -> None:
+    platform = Simulator(port=closed_port(), tick_interval=0, seed=1)
+    supervisor, recorder = make_supervisor(
+        service_url(platform), probe_interval=None, **LONG_BACKOFF
+    )
+    assert recorder.wait_state("reconnecting")
+    with platform:
+        time.sleep(1.5)  # a measuring window
+        assert supervisor.state == "reconnecting"
+    assert supervisor.stats()["probes"] == 0
+    assert supervisor.stats()["attempts"] == 1
+
+
+def test_stop_while_probing_returns_within_its_timeout(
+    make_supervisor: MakeSupervisor, worst_case_jitter: None
+) -> None:
+    platform = Simulator(port=closed_port(), tick_interval=0, seed=1)
+    supervisor, recorder = make_supervisor(service_url(platform), **LONG_BACKOFF)
+    assert wait_until(lambda: supervisor.stats()["probes"] >= 1)
+    began = time.monotonic()
+    supervisor.stop(timeout=2.0)
+    assert time.monotonic() - began < 2.0
+    assert supervisor.state == "stopped"
+    assert recorder.states[-1] == ("stopped", False)
+
+
+def test_probe_interval_must_be_positive_or_none() -> None:
+    with pytest.raises(ValueError, match="probe_interval"):
+        UpstreamSupervisor(
+            lambda: "ws://127.0.0.1:1/", subscriptions=(), on_message=print, probe_interval=0
+        )
 
 
 # -- the back-off ----------------------------------------------------------------------------

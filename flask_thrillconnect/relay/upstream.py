@@ -5,6 +5,13 @@ message into a callback and, whenever the connection fails or goes silent, recon
 exponential back-off and full jitter. The portal keeps one per process for the service stream,
 or one per logged-in player (shared by that player's tabs) without a service token.
 
+Recovery probing: after an outage the back-off has grown (up to ``backoff_cap``), and events
+sent while the relay sleeps it out are lost for every browser (the platform does not replay
+them). So while backing off after a *connection-level* failure, the supervisor makes a plain
+TCP connect to the stream's host and port every :data:`PROBE_INTERVAL` and reconnects at once
+when the platform, seen not accepting connections, accepts them again. After an HTTP-level
+refusal (401, 403, 503 on the upgrade) the platform did answer: the back-off holds, unprobed.
+
 Fork safety: a supervisor started before a fork (e.g. in a gunicorn master with
 ``preload_app``) is not used by the child. The child inherits the parent's socket but not its
 thread; the first :meth:`UpstreamSupervisor.start` in the child forgets the parent's
@@ -14,25 +21,30 @@ and starts afresh with a new thread and a new connection.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.sync.client import ClientConnection
 
 from ..client import redact
-from ..errors import UpstreamUnauthorized
+from ..errors import UpstreamError, UpstreamUnauthorized
 from ..upstream_ws import open_stream
 
 __all__ = [
     "CONNECTED",
     "CONNECTING",
     "IDLE",
+    "PROBE_INTERVAL",
+    "PROBE_TIMEOUT",
     "RECONNECTING",
     "STOPPED",
     "UNAUTHORIZED",
@@ -56,6 +68,15 @@ STABLE_AFTER = 10.0
 _MAX_EXPONENT = 32
 _CLOSE_GOING_AWAY = 1001
 _MAX_ERROR_TEXT = 200
+#: Seconds between recovery probes (TCP connects) while backing off after a connection-level
+#: failure: a recovered platform is noticed within about this long.
+PROBE_INTERVAL = 0.5
+#: The longest a probe's TCP connect may take (also bounded by ``open_timeout``).
+PROBE_TIMEOUT = 0.5
+#: The port of a stream URL that names none.
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+#: Socket errors that mean no listener took the connection: the platform is not accepting.
+_NOT_ACCEPTING_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 # Guards the "was there a fork?" check of every supervisor; re-created in a forked child
 # because a fork may happen while another thread holds it.
@@ -116,6 +137,10 @@ class UpstreamSupervisor:
     :param backoff_cap: the largest reconnect delay.
     :param unauthorized_backoff: the wait after the upgrade is refused with 401; credentials
         rarely fix themselves, so retrying fast would only hammer the platform.
+    :param probe_interval: seconds between recovery probes while backing off after a
+        connection-level failure (a plain TCP connect to the stream's host and port; the wait
+        ends as soon as a platform seen down accepts connections again); ``None`` turns
+        probing off, so the back-off is always slept out.
     :param name: the thread's name.
 
     States (:attr:`state`): ``idle`` (not started), ``connecting`` (first attempt),
@@ -137,6 +162,7 @@ class UpstreamSupervisor:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         unauthorized_backoff: float = 60.0,
+        probe_interval: float | None = PROBE_INTERVAL,
         name: str = "thrillconnect-upstream",
     ) -> None:
         for label, value in (
@@ -150,6 +176,8 @@ class UpstreamSupervisor:
         ):
             if not value > 0:
                 raise ValueError(f"{label} must be > 0")
+        if probe_interval is not None and not probe_interval > 0:
+            raise ValueError("probe_interval must be > 0 or None")
         self._url = url
         self._subscribe_text = (
             json.dumps({"SubscribeRequest": {"events": list(subscriptions)}})
@@ -165,6 +193,7 @@ class UpstreamSupervisor:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._unauthorized_backoff = unauthorized_backoff
+        self._probe_interval = probe_interval
         self._name = name
         self._reset()
 
@@ -182,8 +211,11 @@ class UpstreamSupervisor:
         self._connects = 0
         self._reconnects = 0
         self._messages = 0
+        self._probes = 0
         self._last_error: str | None = None
         self._last_message_at: float | None = None
+        # (host, port) of the last connection attempt, for recovery probes; never the token.
+        self._probe_target: tuple[str, int] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._state}>"
@@ -209,7 +241,8 @@ class UpstreamSupervisor:
         """Close the connection, end the thread and return within ``timeout`` seconds.
 
         Idempotent. A connection attempt in progress cannot be interrupted: the thread then
-        ends by itself within ``open_timeout`` and closes what it opened.
+        ends by itself within ``open_timeout`` and closes what it opened (a recovery probe in
+        progress, within :data:`PROBE_TIMEOUT`).
         """
         deadline = time.monotonic() + timeout
         self._forget_parent_after_fork()
@@ -255,9 +288,9 @@ class UpstreamSupervisor:
     def stats(self) -> dict[str, Any]:
         """Figures for health pages: ``state``, ``since`` (epoch seconds the state began),
         ``attempts`` (connection attempts), ``connects`` (connections opened), ``reconnects``
-        (of those, the ones after a loss or failure), ``messages`` (received),
-        ``last_message_at`` (epoch seconds or ``None``) and ``last_error``
-        (``"Type: message"`` without any token, or ``None``)."""
+        (of those, the ones after a loss or failure), ``messages`` (received), ``probes``
+        (recovery probes made while backing off), ``last_message_at`` (epoch seconds or
+        ``None``) and ``last_error`` (``"Type: message"`` without any token, or ``None``)."""
         with self._lock:
             return {
                 "state": self._state,
@@ -266,6 +299,7 @@ class UpstreamSupervisor:
                 "connects": self._connects,
                 "reconnects": self._reconnects,
                 "messages": self._messages,
+                "probes": self._probes,
                 "last_message_at": self._last_message_at,
                 "last_error": self._last_error,
             }
@@ -281,23 +315,77 @@ class UpstreamSupervisor:
                     break
                 failures = 0 if healthy else failures + 1
                 self._record_error(error)
+                probe_target = None
                 if isinstance(error, UpstreamUnauthorized):
                     self._set_state(UNAUTHORIZED)
                     delay = self._unauthorized_backoff
                 else:
                     self._set_state(RECONNECTING)
                     delay = backoff_delay(failures, base=self._backoff_base, cap=self._backoff_cap)
+                    if self._probe_interval is not None and not _answered(error):
+                        probe_target = self._probe_target
                 logger.info(
-                    "%s: stream ended (%s); next attempt in %.2f s",
+                    "%s: stream ended (%s); next attempt in %.2f s%s",
                     self._name,
                     _describe(error),
                     delay,
+                    " or once ThrillConnect accepts connections again" if probe_target else "",
                 )
-                self._stopping.wait(delay)
+                self._wait_before_retry(delay, probe_target, down=_not_accepting(error))
         except Exception:  # a bug here must not leave a silent dead thread
             logger.exception("%s: supervisor failed", self._name)
         finally:
             self._set_state(STOPPED)
+
+    def _wait_before_retry(
+        self, delay: float, probe_target: tuple[str, int] | None, *, down: bool
+    ) -> None:
+        """Wait ``delay`` seconds before the next attempt; :meth:`stop` ends the wait at once.
+
+        With a ``probe_target`` (the last failure was connection-level, not an HTTP answer),
+        a plain TCP connect to it every ``probe_interval`` (closed at once) ends the wait early
+        when the platform accepts connections again after it was seen not accepting them
+        (``down``: the failure was a refusal, or a probe failed). Sleeping out a back-off that
+        grew during an outage would lose every event sent meanwhile. A platform that accepts
+        TCP connections yet failed the stream (a proxy without backends, a stalled handshake)
+        shows no such change: probing stops at its first accepted probe and the back-off holds.
+        """
+        deadline = time.monotonic() + delay
+        if probe_target is None or self._probe_interval is None:
+            self._stopping.wait(delay)
+            return
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopping.wait(min(self._probe_interval, remaining)):
+                return
+            if time.monotonic() >= deadline:
+                return  # the back-off is over: the attempt itself is the test
+            accepted = self._probe(probe_target)
+            if self._stopping.is_set():
+                return
+            if not accepted:
+                down = True
+            elif down:
+                logger.info(
+                    "%s: %s:%d accepts connections again; reconnecting now",
+                    self._name,
+                    *probe_target,
+                )
+                return
+            else:  # accepting all along: nothing a probe can notice, so sit the back-off out
+                self._stopping.wait(max(0.0, deadline - time.monotonic()))
+                return
+
+    def _probe(self, target: tuple[str, int]) -> bool:
+        """Whether a TCP connection to ``target`` opens within :data:`PROBE_TIMEOUT`; closed at
+        once without sending anything."""
+        with self._lock:
+            self._probes += 1
+        try:
+            with socket.create_connection(target, timeout=min(PROBE_TIMEOUT, self._open_timeout)):
+                return True
+        except (OSError, ValueError):  # refused, timed out, unreachable, name not resolved
+            return False
 
     def _serve_one_connection(self) -> tuple[BaseException | None, bool]:
         """Connect, subscribe and read until the connection ends.
@@ -310,8 +398,10 @@ class UpstreamSupervisor:
             self._attempts += 1
         if first_attempt:
             self._set_state(CONNECTING)
+        self._probe_target = None
         try:
             url = self._url()
+            self._probe_target = _host_port(url)
             logger.debug("%s: connecting to %s", self._name, redact(url))
             connection = open_stream(
                 url,
@@ -445,6 +535,39 @@ def _close(connection: ClientConnection, budget: float | None) -> None:
         connection.close(_CLOSE_GOING_AWAY)
     except Exception as exc:  # closing is best effort; the socket is released either way
         logger.debug("closing the upstream stream failed (%s)", _describe(exc))
+
+
+def _host_port(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``ws``/``wss`` URL, ``None`` when it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port out of range or not a number
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.hostname, port
+
+
+def _answered(error: BaseException | None) -> bool:
+    """Whether the platform answered the attempt at the HTTP level (e.g. 403 or 503 on the
+    upgrade): then it was up, and the back-off must hold. ``None`` (stopping) counts too."""
+    return error is None or (isinstance(error, UpstreamError) and error.status is not None)
+
+
+def _not_accepting(error: BaseException | None) -> bool:
+    """Whether ``error`` shows that nothing took the connection: refused, unreachable, or the
+    host name did not resolve. :func:`~flask_thrillconnect.upstream_ws.open_stream` raises its
+    own error ``from None``; the socket error stays reachable as ``__context__``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror) or (
+            isinstance(error, OSError) and error.errno in _NOT_ACCEPTING_ERRNOS
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _describe(error: BaseException | None) -> str:
