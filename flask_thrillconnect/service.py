@@ -8,6 +8,7 @@ cost one upstream request between them.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,6 +55,11 @@ def player_prefix(player_id: str) -> str:
 
 
 SOURCES_KEY = "s:sources:"
+#: How long a ticker fed by the stream stays fresh: several missed updates (every ~3 s)
+#: before the REST path takes over again.
+STREAM_TICKER_TTL = 15.0
+
+logger = logging.getLogger("flask_thrillconnect.service")
 
 
 class JackpotService:
@@ -180,6 +186,45 @@ class JackpotService:
         """:raises UpstreamNotFound: the id is not an instance of the brand's sources."""
         if not self.known_ids.is_instance(instance_id):
             raise UpstreamNotFound("no such jackpot instance for this brand", error="not_found")
+
+    # -- what the live stream changes --------------------------------------------------------
+
+    def apply_jackpot_update(self, update: dict[str, Any]) -> bool:
+        """Patch the cached ticker with a ``JackpotUpdate``'s pot values, so tickers need no
+        REST call while the stream is up; answers whether a ticker was patched.
+
+        Only an entry the REST path created is patched: a JackpotUpdate lacks fields the
+        ticker has (``community_split``).
+        """
+        instance_id = update.get("id")
+        if not isinstance(instance_id, str):
+            return False
+        key = ticker_key(instance_id)
+        entry = self.cache.storage.get(key)
+        if entry is None:
+            return False
+        try:
+            ticker = json.loads(entry.value)
+            values = {pot["id"]: pot["current_value"] for pot in update.get("pots", ())}
+            for pot in ticker["pots"]:
+                if pot["id"] in values:
+                    # repr() of a float is its shortest exact decimal: 10.53 → "10.53".
+                    pot["current_value"] = str(Decimal(repr(values[pot["id"]])))
+            for field in ("status", "last_updated", "timestamp_start", "timestamp_end"):
+                if field in update:
+                    ticker[field] = update[field]
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            logger.warning(
+                "could not apply a JackpotUpdate to the cached ticker of %s", instance_id
+            )
+            return False
+        self.cache.put(key, encode_json(ticker), STREAM_TICKER_TTL)
+        return True
+
+    def refresh_ticker(self, instance_id: str) -> Answer:
+        """Fetch a ticker afresh (after the stream was down and may have missed updates)."""
+        self.cache.invalidate(ticker_key(instance_id))
+        return self.ticker(instance_id)
 
     def forget_player(self, player_id: str) -> int:
         """Drop every cached answer of one player (after their opt-in changed)."""

@@ -21,7 +21,7 @@ from ..client import ThrillConnectClient
 from ..config import Settings
 from ..errors import ThrillConnectError
 from ..player import Player
-from ..service import JackpotService, encode_json, ticker_key
+from ..service import JackpotService
 from .hub import BROADCAST, RelayHub, player_audience
 from .outbox import Connection
 from .upstream import CONNECTED, UpstreamSupervisor
@@ -41,9 +41,6 @@ SERVICE_ONLY_EVENTS = frozenset({"CommunityPayoutErrorEvent", "RafflePayoutError
 ENVELOPE_KEYS = (
     "msg_type", "source", "msg_name", "operator_id", "brand_id", "player_id", "data", "timestamp",
 )  # fmt: skip
-#: How long a ticker fed by the stream stays fresh: several missed updates (every ~3 s)
-#: before the REST path takes over again.
-STREAM_TICKER_TTL = 15.0
 #: The most instances whose tickers the relay refreshes after a reconnect.
 MAX_KNOWN_INSTANCES = 1000
 
@@ -222,7 +219,7 @@ class Relay:
             return
         if name == "JackpotUpdate" and isinstance(data.get("id"), str):
             self._remember_instance(data["id"])
-            self._update_ticker(data)
+            self.service.apply_jackpot_update(data)
         elif name == "OptInEvent" and isinstance(data.get("player_id"), str):
             self.service.forget_player(data["player_id"])
 
@@ -232,33 +229,6 @@ class Relay:
             self._known_instances.move_to_end(instance_id)
             while len(self._known_instances) > MAX_KNOWN_INSTANCES:
                 self._known_instances.popitem(last=False)
-
-    def _update_ticker(self, update: dict[str, Any]) -> None:
-        """Patch the cached ticker with the new pot values, so tickers need no REST call.
-
-        Only an entry the REST path created is patched: a JackpotUpdate lacks fields the
-        ticker has (``community_split``).
-        """
-        key = ticker_key(update["id"])
-        entry = self.service.cache.storage.get(key)
-        if entry is None:
-            return
-        try:
-            ticker = json.loads(entry.value)
-            values = {pot["id"]: pot["current_value"] for pot in update.get("pots", ())}
-            for pot in ticker["pots"]:
-                if pot["id"] in values:
-                    # repr() of a float is its shortest exact decimal: 10.53 → "10.53".
-                    pot["current_value"] = str(Decimal(repr(values[pot["id"]])))
-            for field in ("status", "last_updated", "timestamp_start", "timestamp_end"):
-                if field in update:
-                    ticker[field] = update[field]
-        except (KeyError, TypeError, ValueError, ArithmeticError):
-            logger.warning(
-                "could not apply a JackpotUpdate to the cached ticker of %s", update["id"]
-            )
-            return
-        self.service.cache.put(key, encode_json(ticker), STREAM_TICKER_TTL)
 
     def _on_state(self, state: str, reconnected: bool, stream_player: str | None) -> None:
         if not self._is_primary(stream_player):
@@ -285,9 +255,8 @@ class Relay:
             for instance_id in instance_ids:
                 if self._closed:
                     return
-                self.service.cache.invalidate(ticker_key(instance_id))
                 try:
-                    answer = self.service.ticker(instance_id)
+                    answer = self.service.refresh_ticker(instance_id)
                 except ThrillConnectError as exc:
                     logger.info("ticker refresh of %s failed: %s", instance_id, exc)
                     continue
