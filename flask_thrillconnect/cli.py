@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from .errors import ConfigurationError, ThrillConnectError
+from .state import current_state
 from .upstream_ws import open_stream
 
 thrillconnect_cli = AppGroup("thrillconnect", help="ThrillConnect jackpots: CORS rules and checks.")
@@ -18,12 +18,8 @@ cors_cli = AppGroup("cors", help="The browser origins allowed to call ThrillConn
 thrillconnect_cli.add_command(cors_cli)
 
 
-def _state() -> Any:
-    return current_app.extensions["thrillconnect"]
-
-
 def _admin_client() -> Any:
-    current = _state()
+    current = current_state()
     if not current.settings.service_token:
         raise click.UsageError("CORS rules need THRILLCONNECT_SERVICE_TOKEN in the app config")
     return current.client
@@ -85,7 +81,7 @@ def cors_remove(pattern: str) -> None:
 @thrillconnect_cli.command("check")
 def check() -> None:
     """Reach ThrillConnect's REST API and stream with the configured credentials."""
-    current = _state()
+    current = current_state()
     settings, client = current.settings, current.client
     click.echo(f"ThrillConnect at {settings.url} as {settings.owner_id}")
     results = [

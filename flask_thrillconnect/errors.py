@@ -29,6 +29,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnauthorized",
     "UpstreamUnavailable",
+    "is_upstream_failure",
     "upstream_error_for_status",
 ]
 
@@ -197,3 +198,8 @@ def upstream_error_for_status(
         # 4xx (405, 409, 429…) keep the generic class.
         cls = UpstreamError if 400 <= status < 500 else UpstreamUnavailable
     return cls(message, status=status, error=error)
+
+
+def is_upstream_failure(exc: BaseException) -> bool:
+    """Failures that stale data may stand in for: the platform is down or slow."""
+    return isinstance(exc, (UpstreamUnavailable, UpstreamTimeout))

@@ -17,21 +17,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_percent
-from flask import current_app, g, has_request_context, request, url_for
+from flask import has_request_context, request, url_for
 from markupsafe import Markup
 
 from . import __version__, schemas
 from .cache import CacheWaitTimeout
-from .errors import ThrillConnectError, UpstreamUnavailable
+from .errors import ThrillConnectError, is_upstream_failure
+from .jackpots import Answer, JackpotService
 from .security import make_csrf_token
-from .service import Answer, JackpotService
+from .state import current_state
 
 if TYPE_CHECKING:
-    from .extension import State
     from .player import Player
 
 __all__ = [
@@ -161,23 +161,10 @@ class OptInView:
 # --------------------------------------------------------------------------------------------
 
 
-class _UpstreamSkipped:
-    """Stands in for the REST client after upstream failed earlier in this request.
-
-    Every call fails at once as "unavailable", so the cache answers from a stale copy when it
-    has one and the widget renders "unavailable" otherwise, without another timeout.
-    """
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def skipped(*args: Any, **kwargs: Any) -> Any:
-            raise UpstreamUnavailable("ThrillConnect failed earlier while rendering this page")
-
-        return skipped
-
-
 @dataclass
 class _RenderMemo:
-    """What one request has looked up so far (kept in ``flask.g``)."""
+    """What one request has looked up so far (kept in the request's environ, so that it dies
+    with the request even where a test keeps the app context, and ``flask.g``, alive)."""
 
     upstream_failed: bool = False
     lookups: dict[tuple[Any, ...], Any] = field(default_factory=dict)
@@ -188,11 +175,10 @@ class _RenderMemo:
 
 
 _MISSING = object()
+_MEMO_KEY = "flask_thrillconnect.render"
 
 
 def _is_upstream_failure(exc: BaseException) -> bool:
-    from .extension import is_upstream_failure
-
     return is_upstream_failure(exc) or isinstance(exc, CacheWaitTimeout)
 
 
@@ -203,7 +189,7 @@ def _is_upstream_failure(exc: BaseException) -> bool:
 
 class TemplateGlobal:
     """The ``thrillconnect`` object in templates. Stateless: it reads the current app's
-    :class:`~flask_thrillconnect.extension.State` and keeps per-request memory in ``g``.
+    :class:`~flask_thrillconnect.state.State` and keeps per-request memory with the request.
 
     Template API::
 
@@ -271,7 +257,7 @@ class TemplateGlobal:
     def base_url(self) -> str:
         """The blueprint's URL prefix as the browser reaches it (``/thrillconnect``)."""
         root = request.script_root if has_request_context() else ""
-        return f"{root}{self._state().settings.url_prefix}"
+        return f"{root}{current_state().settings.url_prefix}"
 
     # -- viewer: locale, currency, money --------------------------------------------------
 
@@ -457,14 +443,16 @@ class TemplateGlobal:
         player = self._player()
         return self._memoized(
             ("jackpot", source_id),
-            lambda service: service.jackpot(source_id, player),
+            lambda service, cached_only: service.jackpot(
+                source_id, player, cached_only=cached_only
+            ),
             schemas.JackpotSchema(),
         )
 
     def _ticker(self, instance_id: str) -> tuple[schemas.Ticker, bool]:
         return self._memoized(
             ("ticker", instance_id),
-            lambda service: service.ticker(instance_id),
+            lambda service, cached_only: service.ticker(instance_id, cached_only=cached_only),
             schemas.TickerSchema(),
         )
 
@@ -489,7 +477,7 @@ class TemplateGlobal:
         try:
             sources, _ = self._memoized(
                 ("sources",),
-                lambda service: service.sources(),
+                lambda service, cached_only: service.sources(cached_only=cached_only),
                 schemas.SourceSchema(many=True),
             )
         except Exception as exc:
@@ -501,7 +489,7 @@ class TemplateGlobal:
         try:
             rates, _ = self._memoized(
                 ("currencies",),
-                lambda service: service.currencies(),
+                lambda service, cached_only: service.currencies(cached_only=cached_only),
                 schemas.CurrenciesSchema(),
             )
         except Exception as exc:
@@ -510,15 +498,16 @@ class TemplateGlobal:
         return rates
 
     def _memoized(
-        self, key: tuple[Any, ...], lookup: Callable[[JackpotService], Answer], schema: Any
+        self, key: tuple[Any, ...], lookup: Callable[[JackpotService, bool], Answer], schema: Any
     ) -> tuple[Any, bool]:
         """``(loaded value, stale)`` of a cached lookup, once per request; a failure is
-        remembered too, and an upstream failure turns later lookups to cache-only."""
+        remembered too, and an upstream failure turns later lookups to cache-only (a stale
+        copy or "unavailable", without another timeout)."""
         memo = self._memo()
         found = memo.lookups.get(key, _MISSING)
         if found is _MISSING:
             try:
-                answer = lookup(self._service(memo))
+                answer = lookup(current_state().service, memo.upstream_failed)
                 found = (schema.loads(answer.result.entry.value), answer.result.status == "STALE")
             except Exception as exc:
                 if _is_upstream_failure(exc):
@@ -529,31 +518,18 @@ class TemplateGlobal:
             raise found
         return found
 
-    def _service(self, memo: _RenderMemo) -> JackpotService:
-        state = self._state()
-        if not memo.upstream_failed:
-            return state.service
-        # Same settings and cache, hence the same keys; only the fetch fails at once.
-        return JackpotService(state.settings, cast(Any, _UpstreamSkipped()), state.cache)
-
-    # -- small helpers -----------------------------------------------------------------------
-
-    @staticmethod
-    def _state() -> State:
-        return current_app.extensions["thrillconnect"]
-
     @staticmethod
     def _memo() -> _RenderMemo:
-        memo = g.get("_thrillconnect_render")
+        memo = request.environ.get(_MEMO_KEY)
         if memo is None:
-            memo = g._thrillconnect_render = _RenderMemo()
-        return memo
+            memo = request.environ[_MEMO_KEY] = _RenderMemo()
+        return memo  # type: ignore[no-any-return]
 
     def _player(self) -> Player | None:
         memo = self._memo()
         if not memo.player_loaded:
             memo.player_loaded = True
-            memo.player = self._state().load_player()
+            memo.player = current_state().load_player()
         return memo.player
 
     def _locale(self) -> Locale:

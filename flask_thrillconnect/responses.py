@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from .cache import CacheWaitTimeout
 from .errors import InvalidRequest, RateLimited, ThrillConnectError
-from .service import Answer
+from .jackpots import Answer
 
 logger = logging.getLogger("flask_thrillconnect.responses")
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import weakref
 
-from flask import Flask, has_request_context
+from flask import current_app, has_request_context
 from flask.globals import request_ctx
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
@@ -23,11 +23,11 @@ from .player import Player
 logger = logging.getLogger("flask_thrillconnect")
 
 # Apps already warned about (and no longer checked); weak, so apps are not kept alive.
-_warned: weakref.WeakSet[Flask] = weakref.WeakSet()
+_warned: weakref.WeakSet[object] = weakref.WeakSet()
 _warned_lock = threading.Lock()
 
 
-def warn_if_token_in_cookie_session(app: Flask, player: Player | None) -> None:
+def warn_if_token_in_cookie_session(owner: object, player: Player | None) -> None:
     """Log one warning per app when ``player.token`` is a value of the cookie session.
 
     Only Flask's own cookie session (:class:`~flask.sessions.SecureCookieSessionInterface`) is
@@ -35,12 +35,12 @@ def warn_if_token_in_cookie_session(app: Flask, player: Player | None) -> None:
     the request already read it (the ``player_loader`` usually has), and without touching it:
     reading it through :data:`flask.session` would add ``Vary: Cookie`` to the response.
 
-    :param app: the application itself (``current_app._get_current_object()``, not the proxy).
+    :param owner: what "once" is counted per: the app's extension state (weakly referenced).
     :param player: what the ``player_loader`` returned.
     """
-    if player is None or app in _warned or not has_request_context():
+    if player is None or owner in _warned or not has_request_context():
         return
-    if not isinstance(app.session_interface, SecureCookieSessionInterface):
+    if not isinstance(current_app.session_interface, SecureCookieSessionInterface):
         return
     session = _session_read_so_far()
     if session is None:
@@ -50,9 +50,9 @@ def warn_if_token_in_cookie_session(app: Flask, player: Player | None) -> None:
     if key is None:
         return
     with _warned_lock:
-        if app in _warned:
+        if owner in _warned:
             return
-        _warned.add(app)
+        _warned.add(owner)
     logger.warning(
         "The player's wallet token is stored in the session under %r, and Flask's default "
         "session is a signed cookie the browser can read: keep the token server side (the "

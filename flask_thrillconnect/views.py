@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from flask_sock import Sock
 from marshmallow import ValidationError
 from werkzeug.exceptions import (
@@ -26,9 +26,7 @@ from .relay.endpoint import serve_browser
 from .request_bodies import MAX_REQUEST_BODY_BYTES, CorsRemoveBody, CorsUpsertBody, OptInBody
 from .responses import cached_json, error_response, json_response
 from .security import CSRF_HEADER, check_csrf_token, check_origin
-
-if TYPE_CHECKING:
-    from .extension import State
+from .state import current_state
 
 bp = Blueprint(
     "thrillconnect",
@@ -59,10 +57,6 @@ get = partial(bp.get, provide_automatic_options=False)
 post = partial(bp.post, provide_automatic_options=False)
 put = partial(bp.put, provide_automatic_options=False)
 delete = partial(bp.delete, provide_automatic_options=False)
-
-
-def state() -> State:
-    return current_app.extensions["thrillconnect"]
 
 
 @bp.errorhandler(Exception)
@@ -105,7 +99,7 @@ def _validation_message(messages: Any) -> str:
 
 def _guard_state_change() -> None:
     """Origin first, then the CSRF token bound to whoever is asking."""
-    current = state()
+    current = current_state()
     check_origin(current.settings.allowed_origins)
     player = current.load_player()
     check_csrf_token(
@@ -124,31 +118,31 @@ def _requester() -> str:
     Behind a reverse proxy, ``remote_addr`` is the browser's only with ProxyFix (see the
     deployment docs); without it every anonymous visitor shares the proxy's budget.
     """
-    player = state().load_player()
+    player = current_state().load_player()
     return f"player:{player.id}" if player else f"addr:{request.remote_addr}"
 
 
 @get("/v1/currencies")
 def currencies() -> Response:
-    return cached_json(state().service.currencies())
+    return cached_json(current_state().service.currencies())
 
 
 @get("/v1/thrillpots/sources")
 def sources() -> Response:
     name = request.args.get("name") or None
-    return cached_json(state().service.sources(name, requester=_requester()))
+    return cached_json(current_state().service.sources(name, requester=_requester()))
 
 
 @get("/v1/thrillpots/instances/source/<tc_any:source_id>")
 def jackpot_for_source(source_id: str) -> Response:
-    current = state()
+    current = current_state()
     answer = current.service.jackpot(source_id, current.load_player(), requester=_requester())
     return cached_json(answer, vary_cookie=True)
 
 
 @get("/v1/thrillpots/instances/<tc_any:instance_id>/ticker")
 def ticker(instance_id: str) -> Response:
-    return cached_json(state().service.ticker(instance_id, requester=_requester()))
+    return cached_json(current_state().service.ticker(instance_id, requester=_requester()))
 
 
 # -- opt-in -------------------------------------------------------------------------------------
@@ -156,7 +150,7 @@ def ticker(instance_id: str) -> Response:
 
 @post("/v1/thrillpots/optin")
 def opt_in() -> Response:
-    current = state()
+    current = current_state()
     player = current.load_player()
     if player is None:
         raise Unauthorized("log in to opt in to a jackpot")
@@ -184,7 +178,7 @@ def opt_in() -> Response:
 
 
 def _cors_admin() -> Any:
-    current = state()
+    current = current_state()
     if not current.settings.service_token:
         raise NotFound("CORS administration needs THRILLCONNECT_SERVICE_TOKEN")
     if not current.is_admin():
@@ -222,6 +216,8 @@ def cors_remove() -> Response:
 
 sock = Sock()
 _RELAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Per-request values live in the request's environ, which dies with the request.
+_RESUME_KEY = "flask_thrillconnect.resume"
 
 
 @bp.before_request
@@ -229,7 +225,7 @@ def _guard_events_handshake() -> None:
     """Origin, identity and resume parameters are settled before the upgrade is accepted."""
     if request.endpoint != "thrillconnect.events":
         return
-    current = state()
+    current = current_state()
     check_origin(current.settings.allowed_origins)
     since = request.args.get("since")
     if since is not None and not (since.isdigit() and len(since) <= 18):
@@ -237,7 +233,7 @@ def _guard_events_handshake() -> None:
     relay_id = request.args.get("relay_id")
     if relay_id is not None and not _RELAY_ID.fullmatch(relay_id):
         raise BadRequest("relay_id is not valid")
-    g._thrillconnect_resume = (int(since) if since is not None else None, relay_id)
+    request.environ[_RESUME_KEY] = (int(since) if since is not None else None, relay_id)
     current.load_player()
     # Each event is encoded once for every browser: per-connection compression would undo
     # that, so permessage-deflate is never negotiated.
@@ -246,8 +242,8 @@ def _guard_events_handshake() -> None:
 
 @sock.route("/v1/events", bp=bp, provide_automatic_options=False)
 def events(ws: object) -> None:
-    current = state()
-    since, relay_id = g._thrillconnect_resume
+    current = current_state()
+    since, relay_id = request.environ[_RESUME_KEY]
     serve_browser(
         ws,
         current.relay,
@@ -263,12 +259,12 @@ def events(ws: object) -> None:
 
 @get("/health")
 def health() -> Response:
-    return json_response(state().health())
+    return json_response(current_state().health())
 
 
 @get("/openapi.json")
 def openapi() -> Response:
-    response = json_response(openapi_document(state().settings.url_prefix))
+    response = json_response(openapi_document(current_state().settings.url_prefix))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

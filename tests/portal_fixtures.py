@@ -12,6 +12,7 @@ from flask import Flask, abort, session
 from werkzeug.serving import make_server
 
 from flask_thrillconnect import Player, ThrillConnect
+from flask_thrillconnect.state import current_state
 
 
 class LiveServer:
@@ -72,7 +73,7 @@ def make_portal(sim: Any, **config: Any) -> Flask:
     def csrf() -> dict[str, str]:
         from flask_thrillconnect.security import make_csrf_token
 
-        player = tc._state().load_player()
+        player = current_state().load_player()
         return {"token": make_csrf_token(player.id if player else None)}
 
     app.extensions["test_tc"] = tc

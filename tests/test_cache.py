@@ -512,19 +512,6 @@ def test_invalidate_makes_the_next_lookup_fetch(cache: ResponseCache) -> None:
     assert (result.status, result.entry.value) == ("MISS", NEW)
 
 
-def test_invalidate_prefix_drops_matching_keys_only(cache: ResponseCache) -> None:
-    for key in ("ticker:1", "ticker:2", "jackpot:1"):
-        cache.put(key, OLD, ttl=5)
-
-    assert cache.invalidate_prefix("ticker:") == 2
-
-    assert cache.storage.get("ticker:1") is None
-    assert cache.storage.get("jackpot:1") is not None
-
-
-# -- etag ------------------------------------------------------------------------------------
-
-
 def test_storing_identical_bytes_again_keeps_the_etag(
     cache: ResponseCache, clock: FakeClock
 ) -> None:
@@ -685,16 +672,6 @@ def test_memory_storage_drops_entries_past_stale_until_on_read(clock: FakeClock)
 
     assert storage.get(KEY) is None
     assert len(storage) == 0
-
-
-def test_memory_storage_delete_prefix_counts_what_it_removed(clock: FakeClock) -> None:
-    storage = MemoryStorage(clock=clock)
-    for key in ("jackpot:a", "jackpot:b", "ticker:a"):
-        storage.set(key, entry_at(clock))
-
-    assert storage.delete_prefix("jackpot:") == 2
-    assert storage.delete_prefix("jackpot:") == 0
-    assert storage.get("ticker:a") is not None
 
 
 def test_memory_storage_delete_forgets_the_key(clock: FakeClock) -> None:

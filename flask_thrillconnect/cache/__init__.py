@@ -14,6 +14,7 @@ from flask_thrillconnect.cache.storage import (
     Storage,
     make_entry,
     make_etag,
+    make_storage,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "Storage",
     "make_entry",
     "make_etag",
+    "make_storage",
 ]

@@ -214,6 +214,15 @@ class ResponseCache:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def peek(self, key: str) -> CacheResult | None:
+        """The usable entry of ``key`` without ever asking upstream: ``HIT`` when fresh,
+        ``STALE`` when not, ``None`` when there is none."""
+        now = self._clock()
+        entry = self._usable(self.storage.get(key), now)
+        if entry is None:
+            return None
+        return CacheResult(entry, "HIT" if entry.is_fresh(now) else "STALE")
+
     def would_fetch(self, key: str) -> bool:
         """Whether a lookup of ``key`` now would ask upstream and wait for the answer: no
         usable copy, and no fetch of it already in progress to wait for."""
@@ -240,14 +249,6 @@ class ResponseCache:
             self.storage.delete(key)
             with self._lock:
                 self._supersede(lambda candidate: candidate == key)
-
-    def invalidate_prefix(self, prefix: str) -> int:
-        """Forget every key starting with ``prefix``; return how many entries were dropped."""
-        with self._write_lock:
-            removed = self.storage.delete_prefix(prefix)
-            with self._lock:
-                self._supersede(lambda candidate: candidate.startswith(prefix))
-        return removed
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop background refreshing: queued refreshes are cancelled and running ones are

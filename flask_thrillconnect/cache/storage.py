@@ -13,9 +13,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["Entry", "MemoryStorage", "Storage", "make_entry", "make_etag"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["Entry", "MemoryStorage", "Storage", "make_entry", "make_etag", "make_storage"]
 
 
 def make_etag(value: bytes) -> str:
@@ -77,7 +80,10 @@ class Storage(Protocol):
     """What :class:`~flask_thrillconnect.cache.ResponseCache` needs from a backend.
 
     Implementations must be thread-safe. ``get`` may return an entry past its ``stale_until``;
-    the cache ignores such entries, but a backend should drop them to bound its memory.
+    the cache ignores such entries, but a backend should drop them to bound its memory. Nothing
+    here needs a scan of the keys (a player's entries are dropped by a generation number in
+    their keys, see :class:`~flask_thrillconnect.service.JackpotService`), so a shared store
+    can implement it with plain gets and sets.
     """
 
     def get(self, key: str) -> Entry | None:
@@ -90,10 +96,6 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Forget ``key``; a missing key is not an error."""
-        ...
-
-    def delete_prefix(self, prefix: str) -> int:
-        """Forget every key starting with ``prefix`` and return how many were forgotten."""
         ...
 
     def __len__(self) -> int:
@@ -144,14 +146,12 @@ class MemoryStorage:
         with self._lock:
             self._entries.pop(key, None)
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Forget every key starting with ``prefix``; return how many were forgotten."""
-        with self._lock:
-            doomed = [key for key in self._entries if key.startswith(prefix)]
-            for key in doomed:
-                del self._entries[key]
-            return len(doomed)
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+
+def make_storage(settings: Settings) -> Storage:
+    """The storage the configuration asks for: in-process, bounded by
+    ``THRILLCONNECT_CACHE_MAX_ENTRIES``."""
+    return MemoryStorage(max_entries=settings.cache_max_entries)

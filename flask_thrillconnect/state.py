@@ -1,0 +1,148 @@
+"""The per-app state of the extension, and the one way to reach it: :func:`current_state`.
+
+The state lives in ``app.extensions["thrillconnect"]``; the views, the template global and the
+commands all reach it through :func:`current_state`, so none of them imports the extension
+module (which imports them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import time
+import weakref
+from typing import Any, Protocol
+
+from flask import current_app, has_request_context, request
+
+from .cache import ResponseCache, make_storage
+from .client import ThrillConnectClient
+from .config import Settings
+from .errors import ThrillConnectError, is_upstream_failure
+from .health import RestProbe
+from .jackpots import JackpotService
+from .player import Player
+from .relay.service import Relay
+from .session_check import warn_if_token_in_cookie_session
+
+__all__ = ["Callbacks", "State", "current_state", "shutdown"]
+
+logger = logging.getLogger("flask_thrillconnect")
+
+#: Where the current request's player is kept: the request's own environ lives and dies with
+#: the request (``flask.g`` outlives it where a test pushes an app context, as pytest-flask does).
+_PLAYER_KEY = "flask_thrillconnect.player"
+_NOT_LOADED = object()
+
+# Every app's state in this process, so that one call can close them all at exit.
+_live_states: weakref.WeakSet[State] = weakref.WeakSet()
+
+
+def shutdown() -> None:
+    """Close every app's relay and cache in this process: browsers get 1001.
+
+    Runs at interpreter exit. Under gunicorn, call it from the ``worker_exit`` hook
+    as well, so relay connections end before the worker waits for its threads::
+
+        # gunicorn.conf.py
+        def worker_exit(server, worker):
+            from flask_thrillconnect import shutdown
+            shutdown()
+    """
+    for state in list(_live_states):
+        state.close()
+
+
+atexit.register(shutdown)
+
+
+class Callbacks(Protocol):
+    """What the state asks the extension object: the portal's registered callbacks."""
+
+    def call_player_loader(self) -> Player | None: ...
+
+    def call_admin_check(self) -> bool: ...
+
+
+def current_state() -> State:
+    """The current app's state.
+
+    :raises RuntimeError: ``ThrillConnect.init_app`` was not called for the current app.
+    """
+    try:
+        state: State = current_app.extensions["thrillconnect"]
+    except KeyError:
+        raise RuntimeError("ThrillConnect.init_app(app) was not called for this app") from None
+    return state
+
+
+class State:
+    """Everything one app needs: settings, client, cache, relay. Lives in ``app.extensions``."""
+
+    def __init__(self, callbacks: Callbacks, settings: Settings):
+        self.callbacks = callbacks
+        self.settings = settings
+        self.client = ThrillConnectClient(
+            settings.url,
+            operator_id=settings.operator_id,
+            brand_id=settings.brand_id,
+            service_token=settings.service_token,
+            timeout=settings.timeout,
+            ws_url=settings.ws_url,
+        )
+        cache = ResponseCache(
+            make_storage(settings),
+            stale_ttl=settings.stale_ttl,
+            # Waiters give the leader's fetch as long as it may take, retries included.
+            wait_timeout=(self.client.retries + 1) * sum(settings.timeout),
+            is_upstream_failure=is_upstream_failure,
+        )
+        self.service = JackpotService(settings, self.client, cache)
+        self.relay = Relay(settings, self.client, self.service)
+        self.rest_probe = RestProbe(self._probe_rest)
+        _live_states.add(self)
+
+    def load_player(self) -> Player | None:
+        """The current request's player from ``player_loader``, once per request."""
+        if not has_request_context():
+            return None
+        player = request.environ.get(_PLAYER_KEY, _NOT_LOADED)
+        if player is _NOT_LOADED:
+            player = self.callbacks.call_player_loader()
+            if player is not None and not isinstance(player, Player):
+                raise TypeError("player_loader must return a flask_thrillconnect.Player or None")
+            warn_if_token_in_cookie_session(self, player)
+            request.environ[_PLAYER_KEY] = player
+        return player  # type: ignore[return-value]
+
+    def is_admin(self) -> bool:
+        return self.callbacks.call_admin_check()
+
+    def health(self) -> dict[str, Any]:
+        """Upstream REST status (probed in the background) and cache figures, within ~1 s."""
+        rest = self.rest_probe.status()
+        relay = self.relay.stats()
+        stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
+        return {
+            "status": "ok" if rest["ok"] and stream_ok else "degraded",
+            "upstream": {"rest": rest, "stream": relay.pop("upstream")},
+            "relay": relay,
+            "cache": self.service.cache_stats(),
+        }
+
+    def _probe_rest(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            version = self.client.health().version
+        except ThrillConnectError as exc:
+            return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        return {
+            "ok": True,
+            "version": version,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+
+    def close(self) -> None:
+        """Close browsers (1001) and upstream streams, stop background refreshes."""
+        self.relay.close()
+        self.service.close()
