@@ -158,7 +158,10 @@ def _url_prefix(value: Any) -> str:
 
 
 def _seconds(value: Any, key: str, *, positive: bool = False) -> float:
+    # Strings are welcome: values read from the environment are strings.
     try:
+        if isinstance(value, bool):
+            raise TypeError("a boolean is not a number of seconds")
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"{key} must be a number of seconds, got {value!r}") from None
@@ -168,6 +171,8 @@ def _seconds(value: Any, key: str, *, positive: bool = False) -> float:
 
 
 def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # from the environment
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{key} must be a whole number ≥ 1, got {value!r}")
     return value
@@ -190,7 +195,11 @@ def _cache_ttl(value: Any) -> Mapping[str, float]:
 
 
 def _timeout(value: Any) -> tuple[float, float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, str):
+        # From the environment: "5" or "3.05,10".
+        parts = [part.strip() for part in value.split(",")]
+        value = parts if len(parts) != 1 else (parts[0], parts[0])
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value, value)
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ConfigurationError("THRILLCONNECT_TIMEOUT must be seconds or (connect, read) seconds")

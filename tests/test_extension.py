@@ -56,6 +56,40 @@ def test_a_wrong_value_fails_init_app_naming_the_key(key, value):
         ThrillConnect(make_app(**{key: value}))
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "field", "expected"),
+    [
+        ("THRILLCONNECT_TIMEOUT", "5", "timeout", (5.0, 5.0)),
+        ("THRILLCONNECT_TIMEOUT", "3.05, 10", "timeout", (3.05, 10.0)),
+        ("THRILLCONNECT_STALE_TTL", "60", "stale_ttl", 60.0),
+        ("THRILLCONNECT_OPTIN_TIMEOUT", "2.5", "optin_timeout", 2.5),
+        ("THRILLCONNECT_CACHE_MAX_ENTRIES", "500", "cache_max_entries", 500),
+        ("THRILLCONNECT_CSRF_MAX_AGE", "600", "csrf_max_age", 600),
+    ],
+)
+def test_numeric_keys_accept_strings_from_the_environment(key, value, field, expected):
+    app = make_app(**{key: value})
+    ThrillConnect(app)
+
+    assert getattr(app.extensions["thrillconnect"].settings, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("THRILLCONNECT_TIMEOUT", "soon"),
+        ("THRILLCONNECT_TIMEOUT", "1,2,3"),
+        ("THRILLCONNECT_STALE_TTL", True),
+        ("THRILLCONNECT_CACHE_MAX_ENTRIES", "-3"),
+        ("THRILLCONNECT_CACHE_MAX_ENTRIES", "1.5"),
+        ("THRILLCONNECT_OPTIN_TIMEOUT", "nan"),
+    ],
+)
+def test_bad_strings_fail_init_app_naming_the_key(key, value):
+    with pytest.raises(ConfigurationError, match=key):
+        ThrillConnect(make_app(**{key: value}))
+
+
 def test_defaults_are_filled_into_the_config():
     app = make_app()
     ThrillConnect(app)
