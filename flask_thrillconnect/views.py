@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from flask_sock import Sock
 from marshmallow import ValidationError
 from werkzeug.exceptions import (
@@ -47,8 +48,10 @@ class AnyTextConverter(PathConverter):
     regex = r"[^/][\s\S]*?"
 
 
-# Before any route: the converter must exist on the app when the rules are added.
-bp.record_once(lambda setup: setup.app.url_map.converters.setdefault("tc_any", AnyTextConverter))
+@bp.record_once
+def _add_converter(setup: BlueprintSetupState) -> None:
+    # Before any route: the converter must exist on the app when the rules are added.
+    setup.app.url_map.converters.setdefault("tc_any", AnyTextConverter)
 
 
 # Flask's automatic OPTIONS answer would list the catch-all route's methods in ``Allow``;
