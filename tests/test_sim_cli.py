@@ -134,7 +134,13 @@ def test_the_cli_refuses_bad_arguments(args: list[str]) -> None:
 
 
 def test_loading_the_pytest_plugin_imports_no_simulator_machinery() -> None:
-    heavy = ("jwt", "flask_sock", "simple_websocket", "flask_thrillconnect.testing.server")
+    heavy = (
+        "jwt",
+        "flask_sock",
+        "simple_websocket",
+        "flask_thrillconnect.testing.simulator",
+        "flask_thrillconnect.testing.world",
+    )
     probe = (
         "import sys, flask_thrillconnect.testing.plugin; "
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"

@@ -14,7 +14,8 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from flask_thrillconnect.testing import Simulator, SimulatorControlError, server
+from flask_thrillconnect.testing import Simulator, SimulatorControlError
+from flask_thrillconnect.testing import faults as sim_faults
 
 TIMEOUT = (3.05, 10)
 RECV_TIMEOUT = 5.0
@@ -470,7 +471,7 @@ def test_a_hang_fault_holds_requests_until_cleared(thrillconnect_sim: Any) -> No
 def test_a_hang_fault_gives_up_after_its_limit_with_a_504(
     thrillconnect_sim: Any, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(server, "MAX_HANG_SECONDS", 0.2)
+    monkeypatch.setattr(sim_faults, "MAX_HANG_SECONDS", 0.2)
     thrillconnect_sim.faults(rest={"hang": True})
 
     response = requests.get(thrillconnect_sim.url + "/v1/currencies", timeout=TIMEOUT)

@@ -13,7 +13,7 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from flask_thrillconnect.testing import server
+from flask_thrillconnect.testing import connections, faults, wire
 
 RECV_TIMEOUT = 5.0
 # The conftest's client and factory types (conftest is not imported from tests).
@@ -307,7 +307,7 @@ def test_one_event_is_serialized_once_for_all_its_connections(
         serialized.append(text)
         return text
 
-    monkeypatch.setattr(server, "json", SimpleNamespace(dumps=counting_dumps, loads=json.loads))
+    monkeypatch.setattr(wire, "json", SimpleNamespace(dumps=counting_dumps, loads=json.loads))
     thrillconnect_sim.win(thrillconnect_sim.instance_ids["no_gb"], player_id="player_00003")
     received = [client.recv()["data"] for client in clients]
 
@@ -317,12 +317,12 @@ def test_one_event_is_serialized_once_for_all_its_connections(
 
 
 def test_a_connection_whose_outbox_overflows_is_closed_with_1013(monkeypatch: Any) -> None:
-    monkeypatch.setattr(server, "OUTBOX_LIMIT", 3)
-    monkeypatch.setattr(server, "CLOSE_GRACE_SECONDS", 0.01)
+    monkeypatch.setattr(connections, "OUTBOX_LIMIT", 3)
+    monkeypatch.setattr(connections, "CLOSE_GRACE_SECONDS", 0.01)
     near, far = socket.socketpair()
     with near, far:
         fake_ws = SimpleNamespace(sock=near, ws=object(), connected=True)
-        connection = server.Connection(fake_ws, None, server.Faults())
+        connection = connections.SimConnection(fake_ws, None, faults.Faults())
         for _ in range(3):
             connection.offer("{}")
         assert connection.close_code is None

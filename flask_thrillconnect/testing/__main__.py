@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--tick must be >= 0 and --win-chance between 0 and 1", file=sys.stderr)
         return 2
 
-    from flask_thrillconnect.testing.server import Simulator
+    from flask_thrillconnect.testing.simulator import Simulator
 
     stop = threading.Event()
 

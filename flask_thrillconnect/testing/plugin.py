@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from flask_thrillconnect.testing.server import Simulator
+    from flask_thrillconnect.testing.simulator import Simulator
 
 
 @pytest.fixture
 def thrillconnect_sim() -> Iterator[Simulator]:
     """A started simulator on a free loopback port (manual ticks, seed 1, no random wins),
     stopped after the test."""
-    from flask_thrillconnect.testing.server import Simulator
+    from flask_thrillconnect.testing.simulator import Simulator
 
     with Simulator(tick_interval=0, seed=1, win_chance=0) as simulator:
         yield simulator
