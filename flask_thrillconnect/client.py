@@ -38,13 +38,16 @@ from .errors import (
     UpstreamUnavailable,
     upstream_error_for_status,
 )
-from .schemas import (
+from .limits import MAX_CORS_RULES, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES
+from .models import (
+    CorsList,
     CorsListSchema,
     CorsOrigin,
     CorsOriginSchema,
+    CorsRemoval,
     CorsRemovalSchema,
-    CorsRemoveRequestSchema,
-    CorsUpsertSchema,
+    CorsRemoveBody,
+    CorsUpsertBody,
     Currencies,
     CurrenciesSchema,
     Health,
@@ -77,8 +80,6 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_RETRIES = 10
 #: Longest single back-off sleep between retries (urllib3's default is 120 s).
 MAX_BACKOFF = 2.0
-#: The largest body read from ThrillConnect; its answers are a few kilobytes.
-MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _MAX_UPSTREAM_TEXT = 200
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&#\s\"']*")
@@ -167,7 +168,8 @@ class UpstreamCall(Generic[T]):
 
         :raises marshmallow.ValidationError: when it does not have the expected shape.
         """
-        return self.schema.load(payload, many=self.many)
+        loaded: T = self.schema.load(payload, many=self.many)
+        return loaded
 
     def dump(self, value: T) -> Any:
         """The upstream wire shape of a loaded value (JSON-ready)."""
@@ -181,9 +183,9 @@ _TICKER = TickerSchema()
 _HEALTH = HealthSchema()
 _CORS_LIST = CorsListSchema()
 _CORS_REMOVAL = CorsRemovalSchema()
-_CORS_UPSERT = CorsUpsertSchema()
-_CORS_REMOVE_REQUEST = CorsRemoveRequestSchema()
 _CORS_ORIGIN = CorsOriginSchema()
+_CORS_UPSERT_BODY = CorsUpsertBody()
+_CORS_REMOVE_BODY = CorsRemoveBody()
 
 
 class ThrillConnectClient:
@@ -408,7 +410,9 @@ class ThrillConnectClient:
 
     def cors_list(self) -> list[CorsOrigin]:
         """The CORS origin rules (needs the service token)."""
-        call = UpstreamCall("cors", "/v1/cors", _CORS_LIST, authenticated=True)
+        call: UpstreamCall[CorsList] = UpstreamCall(
+            "cors", "/v1/cors", _CORS_LIST, authenticated=True
+        )
         return list(self.execute(call).rules)
 
     def cors_upsert(self, rules: Iterable[CorsOrigin | Mapping[str, Any]]) -> list[CorsOrigin]:
@@ -422,10 +426,10 @@ class ThrillConnectClient:
             for rule in _bounded_list(rules, "rules")
         ]
         try:
-            body = _CORS_UPSERT.dump(_CORS_UPSERT.load({"cors_origin_list": items}))
+            body = _CORS_UPSERT_BODY.load({"cors_origin_list": items})
         except ValidationError as error:
             raise InvalidRequest("invalid CORS rule", field="cors_origin_list") from error
-        call = UpstreamCall(
+        call: UpstreamCall[CorsList] = UpstreamCall(
             "cors", "/v1/cors", _CORS_LIST, method="PUT", body=body, authenticated=True
         )
         return list(self.execute(call).rules)
@@ -437,12 +441,10 @@ class ThrillConnectClient:
         :raises InvalidRequest: when a pattern is invalid (before any request).
         """
         try:
-            body = _CORS_REMOVE_REQUEST.dump(
-                _CORS_REMOVE_REQUEST.load({"cors_origin_list": _bounded_list(patterns, "patterns")})
-            )
+            body = _CORS_REMOVE_BODY.load({"cors_origin_list": _bounded_list(patterns, "patterns")})
         except ValidationError as error:
             raise InvalidRequest("invalid CORS pattern", field="cors_origin_list") from error
-        call = UpstreamCall(
+        call: UpstreamCall[CorsRemoval] = UpstreamCall(
             "cors", "/v1/cors", _CORS_REMOVAL, method="DELETE", body=body, authenticated=True
         )
         removal = self.execute(call)
@@ -596,7 +598,7 @@ class ThrillConnectClient:
         return redact(text)
 
 
-def _bounded_list(values: Iterable[Any], field: str, limit: int = 1000) -> list[Any]:
+def _bounded_list(values: Iterable[Any], field: str, limit: int = MAX_CORS_RULES) -> list[Any]:
     if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
         raise InvalidRequest(f"{field} must be a list", field=field)
     items: list[Any] = []
@@ -640,7 +642,7 @@ def _printable(text: str) -> str:
 def _upstream_error_fields(body: bytes) -> tuple[str | None, str | None]:
     """The ``error`` code and ``message`` of an upstream error body, if it has them."""
     try:
-        payload = parse_json(body[: 64 * 1024])
+        payload = parse_json(body[:MAX_ERROR_BODY_BYTES])
     except ValueError:
         return None, None
     if not isinstance(payload, dict):

@@ -1,226 +1,102 @@
-"""The OpenAPI 3.1 document of the blueprint's HTTP routes (served at ``/openapi.json``)."""
+"""The OpenAPI 3.1 document of the blueprint's HTTP routes (served at ``/openapi.json``).
+
+Every body and answer is described by apispec from the schemas that load and dump it
+(:mod:`flask_thrillconnect.models`), so the document cannot drift from what is enforced: the
+fields of :mod:`~flask_thrillconnect.models.fields` carry their rules as JSON Schema
+(identifier and text patterns, contribution bounds, money as numbers or decimal strings),
+marshmallow's validators become ranges, lengths and enums, and a body's own rules (exactly one
+of ``instance_id`` and ``source_id``) come from the body schema.
+"""
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import EXCLUDE, Schema, fields, validate
+
 from . import __version__
-from .request_bodies import (
-    CORS_PATTERN,
-    MAX_CONTRIBUTION,
-    MAX_CORS_PATTERN_LENGTH,
-    MAX_CORS_RULES,
+from .models import (
+    BodySchema,
+    CorsListSchema,
+    CorsRemovalSchema,
+    CorsRemoveBody,
+    CorsRuleBody,
+    CorsUpsertBody,
+    CurrenciesSchema,
+    JackpotSchema,
+    OptInBody,
+    OptInEventSchema,
+    SourceSchema,
+    TickerSchema,
+    to_json,
 )
-from .validation import (
-    IDENTIFIER_PATTERN,
-    MAX_IDENTIFIER_LENGTH,
-    MAX_NAME_FILTER_LENGTH,
-    TEXT_PATTERN,
+from .models.fields import (
+    ContributionTypeField,
+    DecimalStringField,
+    IdentifierField,
+    NameFilterField,
+    WireField,
 )
+
+__all__ = ["openapi_document"]
+
+
+class _Answer(Schema):
+    class Meta:
+        unknown = EXCLUDE  # the document does not promise that no field is ever added
+
+
+class _ErrorAnswer(_Answer):
+    """Every error the blueprint answers: ``{"error": code, "message": text}``."""
+
+    error = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class _HealthAnswer(_Answer):
+    """``GET /health``: the overall status, upstream and cache figures."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded"]))
+    upstream = fields.Dict(required=True)
+    cache = fields.Dict(required=True)
+
+
+#: The components, by the names the document has always used.
+_COMPONENTS: dict[str, type[Schema]] = {
+    "Error": _ErrorAnswer,
+    "Currencies": CurrenciesSchema,
+    "Source": SourceSchema,
+    "Jackpot": JackpotSchema,
+    "Ticker": TickerSchema,
+    "OptInRequest": OptInBody,
+    "OptInResult": OptInEventSchema,
+    "CorsRule": CorsRuleBody,
+    "CorsList": CorsListSchema,
+    "CorsUpsert": CorsUpsertBody,
+    "CorsRemove": CorsRemoveBody,
+    "CorsRemoved": CorsRemovalSchema,
+    "Health": _HealthAnswer,
+}
 
 _STRING = {"type": "string"}
-_INT = {"type": "integer"}
-_NUMBER = {"type": "number"}
-_BOOL = {"type": "boolean"}
-_MILLIS = {"type": ["integer", "null"], "description": "epoch milliseconds"}
-_NULLABLE_MILLIS = {"type": ["integer", "null"]}
-# What the validators enforce, so that generated clients and fuzzers know our 400s.
-_IDENTIFIER = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_IDENTIFIER_LENGTH,
-    "pattern": IDENTIFIER_PATTERN,
-    "description": "no whitespace or control characters, no '/', '\\', '?', '#', '%', "
-    "not '.' and no '..'",
-}
-_CORS_PATTERN = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_CORS_PATTERN_LENGTH,
-    "pattern": CORS_PATTERN,
-}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    schema["required"] = list(properties) if required is None else required
-    return schema
-
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": _object({"error": _STRING, "message": _STRING}),
-    "Currencies": _object(
-        {
-            "last_updated": _INT,
-            "base_currency": _STRING,
-            "multipliers": {"type": "object", "additionalProperties": _NUMBER},
-        }
-    ),
-    "Source": _object(
-        {
-            "owner_id": _STRING,
-            "source_name": _STRING,
-            "source_id": _STRING,
-            "jackpots": {
-                "type": "array",
-                "items": _object({"priority": _INT, "owner_id": _STRING, "instance_id": _STRING}),
-            },
-        }
-    ),
-    "JackpotPot": _object(
-        {
-            "id": _STRING,
-            "instance_count": _INT,
-            "is_progressive": _BOOL,
-            "current_value": _NUMBER,
-            "community_split": _NUMBER,
-        },
-        required=["id", "is_progressive", "current_value"],
-    ),
-    "OptInStatus": {
-        "type": ["object", "null"],
-        "properties": {
-            "instance_id": _STRING,
-            "player_id": _STRING,
-            "opted_in": _BOOL,
-            "preferred_contribution_value": _NUMBER,
-            "contribution_count": _INT,
-            "contribution_value": _NUMBER,
-            "last_updated": _NULLABLE_MILLIS,
-        },
-        "required": ["instance_id", "player_id", "opted_in"],
-    },
-    "Jackpot": _object(
-        {
-            "id": _STRING,
-            "currency": _STRING,
-            "opt_in_required": _BOOL,
-            "contribution_type": {
-                "type": "object",
-                "minProperties": 1,
-                "maxProperties": 1,
-                "additionalProperties": _NUMBER,
-            },
-            "optin_status": _ref("OptInStatus"),
-            "pots": {"type": "array", "items": _ref("JackpotPot")},
-            "timestamp_start": _MILLIS,
-            "timestamp_end": _NULLABLE_MILLIS,
-            "status": {"enum": ["Pending", "Active", "Paused", "Terminated"]},
-        },
-        required=["id", "currency", "pots", "status"],
-    ),
-    "Ticker": _object(
-        {
-            "id": _STRING,
-            "jackpot_type": {"enum": ["Jackpot", "Raffle"]},
-            "currency": _STRING,
-            "pots": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "id": _STRING,
-                        "is_progressive": _BOOL,
-                        "current_value": {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"},
-                        "community_split": {"type": ["string", "null"]},
-                    },
-                    required=["id", "is_progressive", "current_value"],
-                ),
-            },
-            "allowed_brands": {"type": "array", "items": _STRING},
-            "allowed_sources": {"type": "array", "items": _STRING},
-            "status": {"enum": ["Pending", "Active", "Paused", "Terminated"]},
-            "timestamp_start": _MILLIS,
-            "timestamp_end": _NULLABLE_MILLIS,
-            "last_updated": _MILLIS,
-        },
-        required=["id", "jackpot_type", "currency", "pots", "status"],
-    ),
-    "OptInRequest": {
-        "type": "object",
-        "properties": {
-            "instance_id": _IDENTIFIER,
-            "source_id": _IDENTIFIER,
-            "opt_in": _BOOL,
-            "contribution_value": {
-                "type": "number",
-                "exclusiveMinimum": 0,
-                "maximum": float(MAX_CONTRIBUTION),
-                "description": "the player's contribution; upstream may narrow the range",
-            },
-        },
-        "required": ["opt_in"],
-        "oneOf": [{"required": ["instance_id"]}, {"required": ["source_id"]}],
-        "description": "exactly one of instance_id and source_id",
-        "additionalProperties": False,
-    },
-    "OptInResult": _object(
-        {
-            "instance_id": _STRING,
-            "player_id": _STRING,
-            "opted_in": _BOOL,
-            "preferred_contribution_value": {"type": ["number", "null"]},
-            "contribution_count": _INT,
-            "contribution_value": _NUMBER,
-            "last_updated": _NULLABLE_MILLIS,
-        },
-        required=["instance_id", "player_id", "opted_in"],
-    ),
-    "CorsRule": {
-        **_object(
-            {"pattern": _CORS_PATTERN, "match_mode": {"enum": ["Exact", "Wildcard", "Regex"]}}
-        ),
-        "additionalProperties": False,
-        "description": "a Regex pattern must be a valid regular expression",
-    },
-    "CorsList": _object({"cors_origin_list": {"type": "array", "items": _ref("CorsRule")}}),
-    "CorsUpsert": {
-        **_object(
-            {
-                "cors_origin_list": {
-                    "type": "array",
-                    "items": _ref("CorsRule"),
-                    "minItems": 1,
-                    "maxItems": MAX_CORS_RULES,
-                }
-            }
-        ),
-        "additionalProperties": False,
-    },
-    "CorsRemove": {
-        **_object(
-            {
-                "cors_origin_list": {
-                    "type": "array",
-                    "items": _CORS_PATTERN,
-                    "minItems": 1,
-                    "maxItems": MAX_CORS_RULES,
-                }
-            }
-        ),
-        "additionalProperties": False,
-    },
-    "CorsRemoved": _object(
-        {"removed": _INT, "cors_origin_list": {"type": "array", "items": _ref("CorsRule")}}
-    ),
-    "Health": _object(
-        {
-            "status": {"enum": ["ok", "degraded"]},
-            "upstream": {"type": "object"},
-            "cache": {"type": "object"},
-        }
-    ),
-}
-
 _CACHE_HEADERS = {
     "X-Cache": {"schema": {"enum": ["HIT", "MISS", "STALE", "UPDATING"]}},
     "ETag": {"schema": _STRING},
     "Cache-Control": {"schema": _STRING},
 }
+
+
+def _wire_rules(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+    """apispec attribute function: the JSON Schema rules our own fields carry."""
+    return dict(field.json_schema) if isinstance(field, WireField) else {}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -245,13 +121,8 @@ def _cached_get(summary: str, schema: dict[str, Any], parameters: list[Any]) -> 
     }
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": _IDENTIFIER,
-    }
+def _csrf_header() -> dict[str, Any]:
+    return {"name": "X-CSRFToken", "in": "header", "required": True, "schema": _STRING}
 
 
 def _admin(method: str, summary: str, request: str | None, response: str) -> dict[str, Any]:
@@ -268,39 +139,24 @@ def _admin(method: str, summary: str, request: str | None, response: str) -> dic
     return {method: operation}
 
 
-def _csrf_header() -> dict[str, Any]:
-    return {"name": "X-CSRFToken", "in": "header", "required": True, "schema": _STRING}
+def _paths(identifier: dict[str, Any], name_filter: dict[str, Any]) -> dict[str, Any]:
+    def path_param(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": identifier}
 
-
-@cache
-def openapi_document(prefix: str) -> dict[str, Any]:
-    """The document for a blueprint mounted at ``prefix``."""
-    paths = {
+    return {
         "/v1/currencies": _cached_get("Exchange rates", _ref("Currencies"), []),
         "/v1/thrillpots/sources": _cached_get(
             "The brand's sources",
             {"type": "array", "items": _ref("Source")},
-            [
-                {
-                    "name": "name",
-                    "in": "query",
-                    "required": False,
-                    "description": "case-insensitive part of the source name; empty: all",
-                    "schema": {
-                        "type": "string",
-                        "maxLength": MAX_NAME_FILTER_LENGTH,
-                        "pattern": TEXT_PATTERN,
-                    },
-                }
-            ],
+            [{"name": "name", "in": "query", "required": False, "schema": name_filter}],
         ),
         "/v1/thrillpots/instances/source/{source_id}": _cached_get(
             "The jackpot a source shows to the current player",
             _ref("Jackpot"),
-            [_path_param("source_id")],
+            [path_param("source_id")],
         ),
         "/v1/thrillpots/instances/{instance_id}/ticker": _cached_get(
-            "The ticker of a jackpot instance", _ref("Ticker"), [_path_param("instance_id")]
+            "The ticker of a jackpot instance", _ref("Ticker"), [path_param("instance_id")]
         ),
         "/v1/thrillpots/optin": {
             "post": {
@@ -328,10 +184,31 @@ def openapi_document(prefix: str) -> dict[str, Any]:
             }
         },
     }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "flask-thrillconnect proxy", "version": __version__},
-        "servers": [{"url": prefix or "/"}],
-        "paths": paths,
-        "components": {"schemas": _SCHEMAS},
-    }
+
+
+@cache
+def openapi_document(prefix: str) -> dict[str, Any]:
+    """The document for a blueprint mounted at ``prefix`` (plain JSON values only)."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="flask-thrillconnect proxy",
+        version=__version__,
+        openapi_version="3.1.0",
+        plugins=[plugin],
+        servers=[{"url": prefix or "/"}],
+    )
+    plugin.map_to_openapi_type(DecimalStringField, "string", None)  # type: ignore[no-untyped-call]
+    plugin.map_to_openapi_type(ContributionTypeField, "object", None)  # type: ignore[no-untyped-call]
+    converter = plugin.converter
+    assert converter is not None  # set by APISpec(plugins=…)
+    converter.add_attribute_function(_wire_rules)  # type: ignore[no-untyped-call]
+    for name, schema in _COMPONENTS.items():
+        rules = dict(schema.json_schema) if issubclass(schema, BodySchema) else {}
+        spec.components.schema(name, component=rules, schema=schema)
+    document = spec.to_dict()
+    document["paths"] = _paths(
+        converter.field2property(IdentifierField()), converter.field2property(NameFilterField())
+    )
+    # One pass through the package's encoder: tuples become arrays, Decimals numbers.
+    result: dict[str, Any] = json.loads(to_json(document))
+    return result

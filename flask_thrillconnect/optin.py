@@ -8,12 +8,10 @@ answer.
 
 from __future__ import annotations
 
-import json
 import time
 from decimal import Decimal
 from typing import Any
 
-from . import schemas
 from .client import ThrillConnectClient
 from .errors import (
     UpstreamBadRequest,
@@ -22,6 +20,7 @@ from .errors import (
     UpstreamNotFound,
     UpstreamTimeout,
 )
+from .models import OptInEvent, load_envelope, player_opt_in_request_json, subscribe_request_json
 from .player import Player
 from .upstream_ws import open_stream
 
@@ -33,29 +32,7 @@ _REFUSALS: dict[str, tuple[type[UpstreamError], int]] = {
     "contribution_out_of_range": (UpstreamBadRequest, 400),
 }
 
-_SUBSCRIBE_OPT_IN = json.dumps(
-    {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "OptInEvent"}]}}
-)
-
-
-def opt_in_request(
-    client: ThrillConnectClient,
-    player: Player,
-    instance_id: str,
-    opt_in: bool,
-    contribution_value: Decimal | None,
-) -> dict[str, Any]:
-    """The wire message, every player field taken from the server-side ``Player``."""
-    request: dict[str, Any] = {
-        "instance_id": instance_id,
-        "player_id": player.id,
-        "brand_id": client.owner_id,
-        "player_country": player.country_code,
-        "opt_in": opt_in,
-    }
-    if contribution_value is not None:
-        request["contribution_value"] = float(contribution_value)
-    return {"PlayerOptInRequest": request}
+_SUBSCRIBE_OPT_IN = subscribe_request_json([{"source": "thrillpots", "event_type": "OptInEvent"}])
 
 
 def send_opt_in(
@@ -66,7 +43,7 @@ def send_opt_in(
     contribution_value: Decimal | None = None,
     *,
     timeout: float,
-) -> schemas.OptInEvent:
+) -> OptInEvent:
     """Send the request on a fresh player connection; return the confirmed status.
 
     :raises UpstreamError: ThrillConnect's refusal, or :class:`UpstreamTimeout`
@@ -76,25 +53,32 @@ def send_opt_in(
     url = client.player_stream_url(player.token, player.currency)
     with open_stream(url, open_timeout=timeout, ping_interval=None) as stream:
         stream.send(_SUBSCRIBE_OPT_IN)
-        message = opt_in_request(client, player, instance_id, opt_in, contribution_value)
-        stream.send(json.dumps(message))
+        # Every player field comes from the server-side Player, never from the browser.
+        stream.send(
+            player_opt_in_request_json(
+                instance_id=instance_id,
+                player_id=player.id,
+                brand_id=client.owner_id,
+                player_country=player.country_code,
+                opt_in=opt_in,
+                contribution_value=contribution_value,
+            )
+        )
         return _await_answer(stream, player.id, instance_id, deadline)
 
 
-def _await_answer(
-    stream: Any, player_id: str, instance_id: str, deadline: float
-) -> schemas.OptInEvent:
+def _await_answer(stream: Any, player_id: str, instance_id: str, deadline: float) -> OptInEvent:
     # Every receive gets what is left of the deadline, so the whole wait is bounded.
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            envelope = schemas.load_envelope(stream.recv(timeout=remaining))
+            envelope = load_envelope(stream.recv(timeout=remaining))
         except TimeoutError:
             break
         if envelope.msg_type == "Error" and envelope.msg_name == "PlayerOptInRequest":
             raise refusal(envelope.data.code, envelope.data.message)
         data = envelope.data
         if (
-            envelope.msg_name == "OptInEvent"
+            isinstance(data, OptInEvent)
             and data.instance_id == instance_id
             and data.player_id == player_id
         ):

@@ -17,11 +17,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from .client import redact
 from .errors import UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable
+from .limits import MAX_UPSTREAM_MESSAGE_BYTES
 
 logger = logging.getLogger("flask_thrillconnect.upstream_ws")
-
-#: The largest upstream message accepted; ThrillConnect's events are small.
-MAX_UPSTREAM_MESSAGE = 1 << 20
 
 
 class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -56,7 +54,7 @@ def open_stream(
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             close_timeout=2,
-            max_size=MAX_UPSTREAM_MESSAGE,
+            max_size=MAX_UPSTREAM_MESSAGE_BYTES,
             # Events are small and fanned out from one connection: compression
             # would cost CPU on the hot path for little gain.
             compression=None,

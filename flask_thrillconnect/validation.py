@@ -12,6 +12,12 @@ import urllib.parse
 from collections.abc import Iterable
 
 from .errors import InvalidIdentifier
+from .limits import (
+    MAX_IDENTIFIER_LENGTH,
+    MAX_NAME_FILTER_LENGTH,
+    MAX_SEGMENTS,
+    MAX_TOKEN_LENGTH,
+)
 
 __all__ = [
     "IDENTIFIER_PATTERN",
@@ -30,11 +36,6 @@ __all__ = [
     "source_name_filter",
     "text_pattern",
 ]
-
-MAX_IDENTIFIER_LENGTH = 128
-MAX_NAME_FILTER_LENGTH = 128
-MAX_SEGMENTS = 32
-MAX_TOKEN_LENGTH = 4096
 
 # The rules below are regular expressions that Python's ``re`` and ECMA-262 (the dialect of
 # JSON Schema's ``pattern``) read alike, so ``/openapi.json`` states exactly what is enforced.

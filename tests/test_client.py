@@ -31,7 +31,7 @@ from flask_thrillconnect.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from flask_thrillconnect.schemas import CorsOrigin, Currencies, Jackpot, Ticker
+from flask_thrillconnect.models import CorsOrigin, Currencies, Jackpot, Ticker
 
 BRAND1_SOURCES = {
     "egyptian-gold",

@@ -1,4 +1,8 @@
-"""Schemas: every documented ThrillConnect shape loads, keeps money exact and dumps back."""
+"""Wire models: every documented ThrillConnect shape loads, keeps money exact and dumps back.
+
+The package's own models come from :mod:`flask_thrillconnect.models`; the events and requests
+only the tests use, and loaders that know every documented shape, from ``wire_models``.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,27 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import wire_models
 from marshmallow import ValidationError
 
-from flask_thrillconnect import schemas
+from flask_thrillconnect import models
 from flask_thrillconnect.errors import InvalidRequest, UnknownCurrency, UpstreamUnavailable
-from flask_thrillconnect.schemas import (
+from flask_thrillconnect.limits import MAX_CORS_PATTERN_LENGTH, MAX_CORS_RULES
+from flask_thrillconnect.models import (
     ContributionType,
     CorsList,
     CorsListSchema,
-    CorsOriginSchema,
     CorsRemovalSchema,
-    CorsRemoveRequestSchema,
-    CorsUpsertSchema,
+    CorsRemoveBody,
+    CorsRuleBody,
+    CorsUpsertBody,
     CurrenciesSchema,
     HealthSchema,
     JackpotSchema,
     SourceSchema,
     TickerSchema,
 )
+from flask_thrillconnect.models.fields import MoneyField
 
 # --------------------------------------------------------------------------------------------
 # Examples, copied from the seed page (thrillconnect-service-api.txt) and THRILLCONNECT_API.md
@@ -315,13 +322,13 @@ EVENT_DATA: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 EVENT_MODELS: dict[tuple[str, str], type] = {
-    ("thrillpots", "JackpotUpdate"): schemas.JackpotUpdate,
-    ("thrillpots", "WinEvent"): schemas.WinEvent,
-    ("thrillpots", "RaffleWinEvent"): schemas.RaffleWinEvent,
-    ("thrillpots", "OptInEvent"): schemas.OptInEvent,
-    ("thrillgate", "PlayerBonusAdded"): schemas.PlayerBonus,
-    ("thrilldrops", "CampaignDropWin"): schemas.CampaignDropWin,
-    ("thrillpots", "PlayerRaffleTicketResponse"): schemas.PlayerRaffleTicketResponse,
+    ("thrillpots", "JackpotUpdate"): wire_models.JackpotUpdate,
+    ("thrillpots", "WinEvent"): wire_models.WinEvent,
+    ("thrillpots", "RaffleWinEvent"): wire_models.RaffleWinEvent,
+    ("thrillpots", "OptInEvent"): models.OptInEvent,
+    ("thrillgate", "PlayerBonusAdded"): wire_models.PlayerBonus,
+    ("thrilldrops", "CampaignDropWin"): wire_models.CampaignDropWin,
+    ("thrillpots", "PlayerRaffleTicketResponse"): wire_models.PlayerRaffleTicketResponse,
 }
 
 
@@ -347,7 +354,7 @@ def envelope(source: str, name: str, data: Any, **extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("example", [SEED_JACKPOT, DOC_JACKPOT], ids=["seed", "doc"])
 def test_jackpot_examples_load_and_round_trip(example: dict[str, Any]) -> None:
     jackpot = JackpotSchema().load(example)
-    assert isinstance(jackpot, schemas.Jackpot)
+    assert isinstance(jackpot, models.Jackpot)
     assert JackpotSchema().dump(jackpot) == example
 
 
@@ -421,19 +428,19 @@ def test_unknown_fields_are_dropped_at_every_level() -> None:
 @pytest.mark.parametrize("example", [SEED_SOURCES, DOC_SOURCES], ids=["seed", "doc"])
 def test_sources_examples_load_and_round_trip(example: list[dict[str, Any]]) -> None:
     sources = SourceSchema(many=True).load(example)
-    assert all(isinstance(source, schemas.Source) for source in sources)
+    assert all(isinstance(source, models.Source) for source in sources)
     assert SourceSchema(many=True).dump(sources) == example
 
 
 def test_source_jackpots_load_as_a_tuple() -> None:
     (source,) = SourceSchema(many=True).load(DOC_SOURCES)
-    assert source.jackpots == (schemas.SourceJackpot(0, "thrilltech:brand1", "9d6c…"),)
+    assert source.jackpots == (models.SourceJackpot(0, "thrilltech:brand1", "9d6c…"),)
 
 
 @pytest.mark.parametrize("example", [SEED_TICKER, DOC_TICKER], ids=["seed", "doc"])
 def test_ticker_examples_load_and_round_trip(example: dict[str, Any]) -> None:
     ticker = TickerSchema().load(example)
-    assert isinstance(ticker, schemas.Ticker)
+    assert isinstance(ticker, models.Ticker)
     assert TickerSchema().dump(ticker) == example
 
 
@@ -500,7 +507,7 @@ def test_currencies_refuse_non_positive_multipliers() -> None:
 
 
 def test_health_loads() -> None:
-    assert HealthSchema().load({"version": "1.2.3", "extra": 1}) == schemas.Health("1.2.3")
+    assert HealthSchema().load({"version": "1.2.3", "extra": 1}) == models.Health("1.2.3")
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,7 +539,7 @@ def test_money_from_json_text_has_no_float_noise() -> None:
     example = json.loads(json.dumps(DOC_JACKPOT).replace("10.53", "0.30000000000000004"))
     assert JackpotSchema().load(example).pots[0].current_value == Decimal("0.30000000000000004")
     ticker = json.loads('{"id":"x","current_value":0.29}')
-    assert schemas.Money().deserialize(ticker["current_value"]) == Decimal("0.29")
+    assert MoneyField().deserialize(ticker["current_value"]) == Decimal("0.29")
 
 
 def test_money_dumps_as_json_numbers() -> None:
@@ -552,12 +559,12 @@ def test_money_refuses_non_numbers(wire: Any) -> None:
 
 def test_contribution_range_of_fixed_is_one_to_ten_times() -> None:
     fixed = ContributionType("Fixed", Decimal("0.1"))
-    assert schemas.contribution_range(fixed) == (Decimal("0.1"), Decimal("1.0"))
+    assert models.contribution_range(fixed) == (Decimal("0.1"), Decimal("1.0"))
 
 
 def test_contribution_range_of_percentage_is_one_to_ten_percent() -> None:
     percentage = ContributionType("Percentage", Decimal("0.01"))
-    assert schemas.contribution_range(percentage) == (Decimal("0.01"), Decimal("0.10"))
+    assert models.contribution_range(percentage) == (Decimal("0.01"), Decimal("0.10"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,7 +574,7 @@ def test_contribution_range_of_percentage_is_one_to_ten_percent() -> None:
 
 def test_seed_cors_list_loads_and_round_trips() -> None:
     cors = CorsListSchema().load(SEED_CORS_LIST)
-    assert cors == CorsList((schemas.CorsOrigin("string", "string"),))
+    assert cors == CorsList((models.CorsOrigin("string", "string"),))
     assert CorsListSchema().dump(cors) == SEED_CORS_LIST
 
 
@@ -577,10 +584,13 @@ def test_seed_cors_removal_answer_loads_and_round_trips() -> None:
     assert CorsRemovalSchema().dump(removal) == SEED_CORS_REMOVAL
 
 
-def test_seed_cors_remove_request_loads_and_round_trips() -> None:
-    loaded = CorsRemoveRequestSchema().load(SEED_CORS_REMOVE_REQUEST)
-    assert loaded == {"patterns": ("string",)}
-    assert CorsRemoveRequestSchema().dump(loaded) == SEED_CORS_REMOVE_REQUEST
+def test_seed_cors_remove_request_loads_as_itself() -> None:
+    assert CorsRemoveBody().load(SEED_CORS_REMOVE_REQUEST) == SEED_CORS_REMOVE_REQUEST
+
+
+def test_cors_answers_load_rules_newer_than_this_release() -> None:
+    listed = {"cors_origin_list": [{"pattern": "(?i)x" * 200, "match_mode": "Glob"}]}
+    assert CorsListSchema().dump(CorsListSchema().load(listed)) == listed
 
 
 @pytest.mark.parametrize(
@@ -589,11 +599,12 @@ def test_seed_cors_remove_request_loads_and_round_trips() -> None:
         {"pattern": "https://casino.example", "match_mode": "Exact"},
         {"pattern": "https://*.casino.example", "match_mode": "Wildcard"},
         {"pattern": r"https://[a-z]+\.casino\.example", "match_mode": "Regex"},
+        {"pattern": "x" * MAX_CORS_PATTERN_LENGTH, "match_mode": "Exact"},
     ],
 )
 def test_cors_rules_of_every_match_mode_validate(rule: dict[str, str]) -> None:
-    loaded = CorsUpsertSchema().load({"cors_origin_list": [rule]})
-    assert CorsUpsertSchema().dump(loaded) == {"cors_origin_list": [rule]}
+    assert CorsUpsertBody().load({"cors_origin_list": [rule]}) == {"cors_origin_list": [rule]}
+    assert CorsRuleBody().load(rule) == rule
 
 
 @pytest.mark.parametrize(
@@ -604,15 +615,26 @@ def test_cors_rules_of_every_match_mode_validate(rule: dict[str, str]) -> None:
         {"pattern": "https://(unclosed", "match_mode": "Regex"},
         {"pattern": "", "match_mode": "Exact"},
         {"pattern": "https://a b", "match_mode": "Exact"},
-        {"pattern": "x" * 513, "match_mode": "Exact"},
+        {"pattern": "https://a\u3000b", "match_mode": "Exact"},
+        {"pattern": "x" * (MAX_CORS_PATTERN_LENGTH + 1), "match_mode": "Exact"},
         {"match_mode": "Exact"},
+        {"pattern": "https://casino.example", "match_mode": "Exact", "player_id": "p"},
     ],
 )
 def test_invalid_cors_rules_are_rejected_for_requests(rule: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
-        CorsUpsertSchema().load({"cors_origin_list": [rule]})
+        CorsUpsertBody().load({"cors_origin_list": [rule]})
     with pytest.raises(ValidationError):
-        CorsOriginSchema().load(rule)
+        CorsRuleBody().load(rule)
+
+
+@pytest.mark.parametrize("count", [0, MAX_CORS_RULES + 1])
+def test_cors_bodies_hold_one_to_the_limit_of_rules(count: int) -> None:
+    rule = {"pattern": "https://casino.example", "match_mode": "Exact"}
+    with pytest.raises(ValidationError):
+        CorsUpsertBody().load({"cors_origin_list": [rule] * count})
+    with pytest.raises(ValidationError):
+        CorsRemoveBody().load({"cors_origin_list": [rule["pattern"]] * count})
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,13 +644,13 @@ def test_invalid_cors_rules_are_rejected_for_requests(rule: dict[str, str]) -> N
 
 def test_documented_envelope_loads_with_its_jackpot_update() -> None:
     data = EVENT_DATA[("thrillpots", "JackpotUpdate")]
-    loaded = schemas.load_envelope(json.dumps(envelope("thrillpots", "JackpotUpdate", data)))
+    loaded = wire_models.load_envelope(json.dumps(envelope("thrillpots", "JackpotUpdate", data)))
     assert loaded.msg_type == "Event"
     assert loaded.operator_id == "thrilltech"
     assert loaded.brand_id == "brand1"
     assert loaded.player_id is None
     assert loaded.timestamp == 1715355347345
-    assert isinstance(loaded.data, schemas.JackpotUpdate)
+    assert isinstance(loaded.data, wire_models.JackpotUpdate)
     assert loaded.data.pots[0].current_value == Decimal("10.53")
 
 
@@ -637,9 +659,9 @@ def test_every_event_data_shape_loads_and_round_trips(key: tuple[str, str]) -> N
     source, name = key
     msg_type = "Message" if name == "PlayerRaffleTicketResponse" else "Event"
     message = envelope(source, name, EVENT_DATA[key], msg_type=msg_type, player_id="player_00001")
-    loaded = schemas.load_envelope(message)
+    loaded = wire_models.load_envelope(message)
     assert isinstance(loaded.data, EVENT_MODELS[key])
-    assert schemas.dump_envelope(loaded) == message
+    assert wire_models.dump_envelope(loaded) == message
 
 
 @pytest.mark.parametrize(
@@ -654,14 +676,14 @@ def test_every_event_data_shape_loads_and_round_trips(key: tuple[str, str]) -> N
 )
 def test_every_thrillgate_bonus_event_loads_as_player_bonus(name: str) -> None:
     data = EVENT_DATA[("thrillgate", "PlayerBonusAdded")]
-    loaded = schemas.load_envelope(envelope("thrillgate", name, data))
-    assert isinstance(loaded.data, schemas.PlayerBonus)
+    loaded = wire_models.load_envelope(envelope("thrillgate", name, data))
+    assert isinstance(loaded.data, wire_models.PlayerBonus)
     assert loaded.data.available_for[0].game_ids == ("starburst",)
 
 
 def test_win_event_loads_its_multipliers_and_community_winners() -> None:
     data = EVENT_DATA[("thrillpots", "WinEvent")]
-    win = schemas.load_envelope(envelope("thrillpots", "WinEvent", data)).data
+    win = wire_models.load_envelope(envelope("thrillpots", "WinEvent", data)).data
     assert win.win_amount == Decimal("10.53")
     assert win.currency_multipliers.multipliers["GBP"] == Decimal("0.8592")
     assert win.community_winners[0].win_amount == Decimal("0.9")
@@ -671,7 +693,7 @@ def test_win_event_loads_its_multipliers_and_community_winners() -> None:
 @pytest.mark.parametrize("name", ["CommunityPayoutErrorEvent", "RafflePayoutErrorEvent"])
 def test_payout_error_events_keep_their_data_as_a_dict(name: str) -> None:
     data = {"instance_id": "9d6c", "reason": "no_community_members", "amount": 1.05}
-    loaded = schemas.load_envelope(envelope("thrillpots", name, data))
+    loaded = wire_models.load_envelope(envelope("thrillpots", name, data))
     assert loaded.data == data
 
 
@@ -682,22 +704,22 @@ def test_error_envelope_loads_code_and_message() -> None:
         {"code": "contribution_out_of_range", "message": "between 0.1 and 1.0"},
         msg_type="Error",
     )
-    loaded = schemas.load_envelope(message)
-    assert loaded.data == schemas.ErrorData("contribution_out_of_range", "between 0.1 and 1.0")
-    assert schemas.dump_envelope(loaded) == message
+    loaded = wire_models.load_envelope(message)
+    assert loaded.data == models.ErrorData("contribution_out_of_range", "between 0.1 and 1.0")
+    assert wire_models.dump_envelope(loaded) == message
 
 
 def test_unknown_events_keep_their_raw_data() -> None:
     data = {"anything": [1, 2], "nested": {"x": "y"}}
-    loaded = schemas.load_envelope(envelope("thrillfuture", "BrandNewEvent", data))
+    loaded = wire_models.load_envelope(envelope("thrillfuture", "BrandNewEvent", data))
     assert loaded.data == data
-    assert schemas.dump_envelope(loaded)["data"] == data
+    assert wire_models.dump_envelope(loaded)["data"] == data
 
 
 def test_envelope_accepts_bytes_and_drops_unknown_fields() -> None:
     message = envelope("thrillpots", "Unknown", {}, surprise=True)
-    loaded = schemas.load_envelope(json.dumps(message).encode())
-    assert "surprise" not in schemas.dump_envelope(loaded)
+    loaded = wire_models.load_envelope(json.dumps(message).encode())
+    assert "surprise" not in wire_models.dump_envelope(loaded)
 
 
 def test_relay_envelope_keeps_its_seq_and_omits_missing_ids() -> None:
@@ -709,9 +731,9 @@ def test_relay_envelope_keeps_its_seq_and_omits_missing_ids() -> None:
         "data": {"upstream": "connected"},
         "seq": 7,
     }
-    loaded = schemas.load_envelope(message)
+    loaded = wire_models.load_envelope(message)
     assert loaded.seq == 7
-    assert schemas.dump_envelope(loaded) == message
+    assert wire_models.dump_envelope(loaded) == message
 
 
 @pytest.mark.parametrize(
@@ -728,7 +750,7 @@ def test_relay_envelope_keeps_its_seq_and_omits_missing_ids() -> None:
 )
 def test_invalid_envelopes_raise_upstream_unavailable(raw: str) -> None:
     with pytest.raises(UpstreamUnavailable, match="invalid WebSocket message"):
-        schemas.load_envelope(raw)
+        wire_models.load_envelope(raw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,28 +761,31 @@ def test_invalid_envelopes_raise_upstream_unavailable(raw: str) -> None:
 @pytest.mark.parametrize(
     ("example", "model"),
     [
-        (SEED_SUBSCRIBE, schemas.SubscribeRequest),
-        (DOC_OPT_IN, schemas.PlayerOptInRequest),
-        (DOC_OPT_IN_V2, schemas.PlayerOptInRequestV2),
-        (DOC_RAFFLE_TICKETS, schemas.PlayerRaffleTicketsRequest),
+        (SEED_SUBSCRIBE, models.SubscribeRequest),
+        (DOC_OPT_IN, models.PlayerOptInRequest),
+        (DOC_OPT_IN_V2, wire_models.PlayerOptInRequestV2),
+        (DOC_RAFFLE_TICKETS, wire_models.PlayerRaffleTicketsRequest),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else next(iter(value)),
 )
 def test_documented_client_requests_load_and_dump_to_the_exact_wire_object(
     example: dict[str, Any], model: type
 ) -> None:
-    name, request = schemas.load_client_request(json.dumps(example))
+    name, request = wire_models.load_client_request(json.dumps(example))
     assert name == next(iter(example))
     assert isinstance(request, model)
-    assert schemas.dump_client_request(request) == example
-    assert json.loads(schemas.client_request_json(request)) == example
+    assert wire_models.dump_client_request(request) == example
+    assert json.loads(wire_models.client_request_json(request)) == example
 
 
 def test_subscribe_request_is_built_from_dataclasses() -> None:
-    request = schemas.SubscribeRequest(
-        (schemas.EventSubscription("thrillpots"), schemas.EventSubscription("thrilldrops", "X"))
+    request = models.SubscribeRequest(
+        (
+            models.EventSubscription("thrillpots", "*"),
+            models.EventSubscription("thrilldrops", "X"),
+        )
     )
-    assert schemas.dump_client_request(request) == {
+    assert wire_models.dump_client_request(request) == {
         "SubscribeRequest": {
             "events": [
                 {"source": "thrillpots", "event_type": "*"},
@@ -773,13 +798,13 @@ def test_subscribe_request_is_built_from_dataclasses() -> None:
 def test_opt_in_without_contribution_value_omits_it_on_the_wire() -> None:
     body = dict(DOC_OPT_IN["PlayerOptInRequest"])
     del body["contribution_value"]
-    _, request = schemas.load_client_request({"PlayerOptInRequest": body})
+    _, request = wire_models.load_client_request({"PlayerOptInRequest": body})
     assert request.contribution_value is None
-    assert schemas.dump_client_request(request) == {"PlayerOptInRequest": body}
+    assert wire_models.dump_client_request(request) == {"PlayerOptInRequest": body}
 
 
 def test_opt_in_contribution_value_is_an_exact_decimal() -> None:
-    _, request = schemas.load_client_request(json.dumps(DOC_OPT_IN))
+    _, request = wire_models.load_client_request(json.dumps(DOC_OPT_IN))
     assert request.contribution_value == Decimal("0.3")
 
 
@@ -810,7 +835,7 @@ def test_invalid_opt_in_requests_are_refused_naming_the_field(
     message: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(InvalidRequest, match="invalid PlayerOptInRequest") as info:
-        schemas.load_client_request(message)
+        wire_models.load_client_request(message)
     assert field in str(info.value)
     assert info.value.code == 400
 
@@ -853,15 +878,96 @@ def test_invalid_opt_in_requests_are_refused_naming_the_field(
 )
 def test_invalid_client_messages_are_refused_clearly(raw: str, problem: str) -> None:
     with pytest.raises(InvalidRequest) as info:
-        schemas.load_client_request(raw)
+        wire_models.load_client_request(raw)
     assert problem in str(info.value)
 
 
 def test_refused_client_message_does_not_echo_the_value() -> None:
     with pytest.raises(InvalidRequest) as info:
-        schemas.load_client_request(_opt_in_with(player_id="evil\x00<script>" + "z" * 200))
+        wire_models.load_client_request(_opt_in_with(player_id="evil\x00<script>" + "z" * 200))
     assert "<script>" not in str(info.value)
     assert "zzz" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "example", [DOC_OPT_IN_V2, DOC_RAFFLE_TICKETS], ids=lambda e: next(iter(e))
+)
+def test_the_relay_takes_only_the_requests_it_acts_on(example: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequest, match="unknown request"):
+        models.load_client_request(json.dumps(example))
+
+
+def test_the_package_loads_only_the_events_it_reads() -> None:
+    data = EVENT_DATA[("thrillpots", "WinEvent")]
+    assert models.load_envelope(envelope("thrillpots", "WinEvent", data)).data == data
+    data = EVENT_DATA[("thrillpots", "OptInEvent")]
+    loaded = models.load_envelope(envelope("thrillpots", "OptInEvent", data)).data
+    assert isinstance(loaded, models.OptInEvent)
+
+
+def test_subscribe_request_json_is_the_wire_request() -> None:
+    events = [
+        {"source": "thrillpots", "event_type": "*"},
+        {"source": "thrillgate", "event_type": "*"},
+    ]
+    text = models.subscribe_request_json(events)
+    assert json.loads(text) == {"SubscribeRequest": {"events": events}}
+    assert " " not in text  # compact
+
+
+def test_subscribe_request_json_refuses_what_a_browser_could_not_ask() -> None:
+    with pytest.raises(InvalidRequest):
+        models.subscribe_request_json([{"source": "casino", "event_type": "*"}])
+
+
+@pytest.mark.parametrize(
+    ("contribution", "wire"),
+    [(None, None), (Decimal("0.3"), 0.3), (Decimal("2"), 2), (Decimal("2.0"), 2.0)],
+)
+def test_player_opt_in_request_json_is_the_documented_request(
+    contribution: Decimal | None, wire: Any
+) -> None:
+    text = models.player_opt_in_request_json(
+        instance_id="9d6c…",
+        player_id="player_00001",
+        brand_id="thrilltech:brand1",
+        player_country="MT",
+        opt_in=True,
+        contribution_value=contribution,
+    )
+    expected = dict(DOC_OPT_IN["PlayerOptInRequest"])
+    del expected["contribution_value"]
+    if wire is not None:
+        expected["contribution_value"] = wire
+    assert json.loads(text) == {"PlayerOptInRequest": expected}
+    if wire is not None:
+        assert f'"contribution_value":{wire}' in text  # 2 stays 2, 2.0 stays 2.0
+    # What the portal sends loads again as a request the relay itself takes.
+    _, request = models.load_client_request(text)
+    assert request.contribution_value == contribution
+
+
+def test_one_json_encoder_writes_decimals_as_they_were_written() -> None:
+    text = models.to_json({"a": Decimal("10.53"), "b": Decimal("12"), "c": [Decimal("10.0")]})
+    assert text == '{"a":10.53,"b":12,"c":[10.0]}'
+    assert models.to_json({"name": "Jäckpot"}) == '{"name":"Jäckpot"}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("NaN", "NaN and Infinity"),
+        ('{"a": -Infinity}', "NaN and Infinity"),
+        (b"\xff", "can't decode"),
+        ("x" * 300_001, "larger than"),
+        ("{", "Expecting"),
+    ],
+    ids=["deep", "nan", "infinity", "not-utf8", "too-large", "not-json"],
+)
+def test_parse_json_has_one_error_for_every_bad_text(raw: str | bytes, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        models.parse_json(raw, limit=300_000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -915,12 +1021,12 @@ def test_simulator_events_load_and_round_trip(thrillconnect_sim: Any) -> None:
                     raw = connection.recv(timeout=0.5)
                 except TimeoutError:
                     break
-                loaded = schemas.load_envelope(raw)
-                assert schemas.dump_envelope(loaded) == json.loads(raw), loaded.msg_name
+                loaded = wire_models.load_envelope(raw)
+                assert wire_models.dump_envelope(loaded) == json.loads(raw), loaded.msg_name
                 seen[loaded.msg_name] = type(loaded.data)
     assert expected <= set(seen)
-    assert seen["JackpotUpdate"] is schemas.JackpotUpdate
-    assert seen["WinEvent"] is schemas.WinEvent
-    assert seen["RaffleWinEvent"] is schemas.RaffleWinEvent
-    assert seen["OptInEvent"] is schemas.OptInEvent
-    assert seen["PlayerOptInRequest"] is schemas.ErrorData
+    assert seen["JackpotUpdate"] is wire_models.JackpotUpdate
+    assert seen["WinEvent"] is wire_models.WinEvent
+    assert seen["RaffleWinEvent"] is wire_models.RaffleWinEvent
+    assert seen["OptInEvent"] is models.OptInEvent
+    assert seen["PlayerOptInRequest"] is models.ErrorData
