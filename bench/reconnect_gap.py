@@ -69,7 +69,7 @@ def create_app() -> Flask:
     """``bench.portal_app``'s portal; with ``BENCH_RECONNECT_PROBE=0`` its upstream supervisors
     do not probe (gunicorn imports ``bench.reconnect_gap:create_app()``)."""
     if os.environ.get(PROBE_ENV) == "0":
-        from flask_thrillconnect.relay import service
+        from flask_thrillconnect.relay import relay as service
 
         # The relay builds its supervisors through this name; only the baseline portal.
         service.UpstreamSupervisor = functools.partial(  # type: ignore[misc]

@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from .errors import ConfigurationError, ThrillConnectError
+from .models import subscribe_request_json
 from .state import current_state
 from .upstream_ws import open_stream
 
@@ -116,5 +117,5 @@ def _check(label: str, probe: Callable[[], str]) -> bool:
 def _check_service_stream(current: Any) -> str:
     url = current.client.service_stream_url()
     with open_stream(url, open_timeout=current.settings.timeout[0], ping_interval=None) as stream:
-        stream.send('{"SubscribeRequest":{"events":[{"source":"thrillpots","event_type":"*"}]}}')
+        stream.send(subscribe_request_json([{"source": "thrillpots", "event_type": "*"}]))
     return "connected and subscribed"

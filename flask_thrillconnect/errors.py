@@ -1,10 +1,11 @@
 """The exception family of flask_thrillconnect.
 
-Every exception the package raises on purpose derives from :class:`ThrillConnectError`.
-Errors a Flask view may let escape also derive from the matching werkzeug HTTP exception
-(:class:`~werkzeug.exceptions.BadRequest`, :class:`~werkzeug.exceptions.BadGateway`,
-:class:`~werkzeug.exceptions.GatewayTimeout`), so a portal can handle them with
-``app.errorhandler(502)`` and friends.
+Every exception the package raises on purpose derives from :class:`ThrillConnectError`, and
+none derives from werkzeug's HTTP exceptions: the server-side helpers
+(:meth:`~flask_thrillconnect.ThrillConnect.ticker` and friends) raise these, and a portal
+handles them as it likes (``app.errorhandler(ThrillConnectError)``). Each class's ``code`` is
+the HTTP status the blueprint answers with when one reaches a browser; the blueprint's
+responses module turns any of them into ``{"error", "message"}`` with that status.
 
 Messages are written by this package: they never contain a token, an ``Authorization`` header
 or a URL with its query string, and they never echo long or control-character values that a
@@ -12,8 +13,6 @@ browser sent.
 """
 
 from __future__ import annotations
-
-from werkzeug.exceptions import BadGateway, BadRequest, GatewayTimeout
 
 __all__ = [
     "ConfigurationError",
@@ -37,8 +36,8 @@ __all__ = [
 class ThrillConnectError(Exception):
     """Base class of every error raised by flask_thrillconnect."""
 
-    #: HTTP status a proxy answers with when this error reaches a browser.
-    code: int | None = 500
+    #: HTTP status the blueprint answers with when this error reaches a browser.
+    code: int = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -52,7 +51,7 @@ class ConfigurationError(ThrillConnectError):
     """The extension or the client is configured wrongly (missing key, bad URL, no token)."""
 
 
-class InvalidRequest(ThrillConnectError, BadRequest):
+class InvalidRequest(ThrillConnectError):
     """A value sent by a caller or a browser was refused before it reached ThrillConnect.
 
     :param message: what is wrong, without echoing the refused value.
@@ -62,10 +61,7 @@ class InvalidRequest(ThrillConnectError, BadRequest):
     code = 400
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
-        ThrillConnectError.__init__(self, message)
-        # werkzeug's HTTPException renders ``description``; keep it equal to our message.
-        self.description = message
-        self.response = None
+        super().__init__(message)
         self.field = field
 
 
@@ -113,12 +109,9 @@ class UpstreamError(ThrillConnectError):
     code = 502
 
     def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
-        ThrillConnectError.__init__(self, message)
+        super().__init__(message)
         self.status = status
         self.error = error
-        # For the werkzeug HTTPException side of the subclasses.
-        self.description = message
-        self.response = None
 
     def __repr__(self) -> str:
         return (
@@ -157,7 +150,7 @@ class UpstreamNotFound(UpstreamError):
     code = 404
 
 
-class UpstreamUnavailable(UpstreamError, BadGateway):
+class UpstreamUnavailable(UpstreamError):
     """ThrillConnect is unreachable or answered something unusable.
 
     Raised for 5xx answers, connection errors, redirects we refuse to follow and 2xx answers
@@ -169,7 +162,7 @@ class UpstreamUnavailable(UpstreamError, BadGateway):
         self.code = 503 if status == 503 else 502
 
 
-class UpstreamTimeout(UpstreamError, GatewayTimeout):
+class UpstreamTimeout(UpstreamError):
     """ThrillConnect did not connect or answer within the configured timeout."""
 
     code = 504

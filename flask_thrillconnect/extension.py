@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from . import schemas
+from . import models
 from .config import read_settings
 from .player import Player
 from .state import State, current_state
@@ -71,23 +71,29 @@ class ThrillConnect:
 
     # -- server-side helpers, sharing the blueprint's cache ---------------------------------
 
-    def currencies(self) -> schemas.Currencies:
+    def currencies(self) -> models.Currencies:
         """The exchange rates (cached)."""
         answer = current_state().service.currencies()
-        return schemas.CurrenciesSchema().loads(answer.result.entry.value)
+        currencies: models.Currencies = models.CurrenciesSchema().loads(answer.result.entry.value)
+        return currencies
 
-    def sources(self, name: str | None = None) -> list[schemas.Source]:
+    def sources(self, name: str | None = None) -> list[models.Source]:
         """The portal brand's sources, optionally filtered by name (cached)."""
         answer = current_state().service.sources(name)
-        return schemas.SourceSchema(many=True).loads(answer.result.entry.value)
+        sources: list[models.Source] = models.SourceSchema(many=True).loads(
+            answer.result.entry.value
+        )
+        return sources
 
-    def jackpot_for_source(self, source_id: str) -> schemas.Jackpot:
+    def jackpot_for_source(self, source_id: str) -> models.Jackpot:
         """The jackpot a source shows to the current player (or to anonymous visitors)."""
         current = current_state()
         answer = current.service.jackpot(source_id, current.load_player())
-        return schemas.JackpotSchema().loads(answer.result.entry.value)
+        jackpot: models.Jackpot = models.JackpotSchema().loads(answer.result.entry.value)
+        return jackpot
 
-    def ticker(self, instance_id: str) -> schemas.Ticker:
+    def ticker(self, instance_id: str) -> models.Ticker:
         """The ticker of a jackpot instance (cached; fed by the live stream when it is up)."""
         answer = current_state().service.ticker(instance_id)
-        return schemas.TickerSchema().loads(answer.result.entry.value)
+        ticker: models.Ticker = models.TickerSchema().loads(answer.result.entry.value)
+        return ticker

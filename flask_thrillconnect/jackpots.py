@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import schemas, validation
+from . import models, validation
 from .cache import CacheResult, ResponseCache
 from .client import ThrillConnectClient
 from .config import Settings
 from .errors import UpstreamNotFound, UpstreamUnavailable
+from .models import to_json_bytes
 from .player import Player
 from .upstream_guard import KnownIds, MissLimiter, NotFoundMemory
 
-__all__ = ["STREAM_TICKER_TTL", "Answer", "JackpotService", "encode_json"]
+__all__ = ["STREAM_TICKER_TTL", "Answer", "JackpotService"]
 
 logger = logging.getLogger("flask_thrillconnect.jackpots")
 
@@ -44,19 +45,6 @@ class Answer:
     result: CacheResult
     shared: bool
     ttl: float
-
-
-def encode_json(payload: Any) -> bytes:
-    """Compact JSON bytes; Decimals the schemas left as numbers stay exact."""
-    return json.dumps(payload, separators=(",", ":"), default=_decimal_to_json).encode()
-
-
-def _decimal_to_json(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        # Upstream sends these as JSON numbers; float() of a 2-decimal Decimal
-        # prints back as the same digits.
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _ticker_key(instance_id: str) -> str:
@@ -90,7 +78,7 @@ class JackpotService:
         return self._lookup(
             "s:currencies",
             "currencies",
-            lambda: schemas.CurrenciesSchema().dump(self.client.currencies()),
+            lambda: models.CurrenciesSchema().dump(self.client.currencies()),
             shared=True,
             cached_only=cached_only,
         )
@@ -135,7 +123,7 @@ class JackpotService:
         return self._lookup(
             key,
             "jackpot",
-            lambda: schemas.JackpotSchema().dump(
+            lambda: models.JackpotSchema().dump(
                 self.client.jackpot_for_source(source_id, **kwargs)
             ),
             shared=shared,
@@ -151,7 +139,7 @@ class JackpotService:
         return self._lookup(
             _ticker_key(instance_id),
             "ticker",
-            lambda: schemas.TickerSchema().dump(self.client.ticker(instance_id)),
+            lambda: models.TickerSchema().dump(self.client.ticker(instance_id)),
             shared=True,
             requester=requester,
             require_known=lambda: self.require_known_instance(instance_id),
@@ -199,7 +187,7 @@ class JackpotService:
                 "could not apply a JackpotUpdate to the cached ticker of %s", instance_id
             )
             return False
-        self._cache.put(key, encode_json(ticker), STREAM_TICKER_TTL)
+        self._cache.put(key, to_json_bytes(ticker), STREAM_TICKER_TTL)
         return True
 
     def refresh_ticker(self, instance_id: str) -> Answer:
@@ -248,7 +236,7 @@ class JackpotService:
             if requester is not None:
                 self._miss_limiter.take(requester)
         result = self._cache.lookup(
-            key, lambda: encode_json(self._remembering_404(key, fetch)), ttl
+            key, lambda: to_json_bytes(self._remembering_404(key, fetch)), ttl
         )
         return Answer(result, shared, ttl)
 
@@ -263,14 +251,14 @@ class JackpotService:
         """The brand's unfiltered sources body and ETag; ``force``: fetched afresh and stored,
         the cached copy kept if upstream fails."""
         if force:
-            body = encode_json(self._fetch_sources(None))
+            body = to_json_bytes(self._fetch_sources(None))
             entry = self._cache.put(_SOURCES_KEY, body, self.settings.cache_ttl["sources"])
         else:
             entry = self.sources().result.entry
         return entry.value, entry.etag
 
     def _fetch_sources(self, name: str | None) -> Any:
-        return schemas.SourceSchema(many=True).dump(self.client.sources(name=name))
+        return models.SourceSchema(many=True).dump(self.client.sources(name=name))
 
     def _generation(self, player_id: str) -> str:
         """The player's current cache generation; a new one when none is kept (so entries of a

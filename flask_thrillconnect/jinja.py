@@ -24,7 +24,7 @@ from babel.numbers import format_currency, format_percent
 from flask import has_request_context, request, url_for
 from markupsafe import Markup
 
-from . import __version__, schemas
+from . import __version__, models
 from .cache import CacheWaitTimeout
 from .errors import ThrillConnectError, is_upstream_failure
 from .jackpots import Answer, JackpotService
@@ -348,7 +348,7 @@ class TemplateGlobal:
         if source_id is not None:
             jackpot, stale = self._jackpot(source_id)
             currency, status = jackpot.currency, jackpot.status
-            pots: tuple[schemas.JackpotPot | schemas.TickerPot, ...] = jackpot.pots
+            pots: tuple[models.JackpotPot | models.TickerPot, ...] = jackpot.pots
             instance_id = jackpot.id
             title = title or self._source_name(source_id)
         else:
@@ -404,10 +404,10 @@ class TemplateGlobal:
         )
 
     def _contribution_choices(
-        self, jackpot: schemas.Jackpot, preferred: Decimal | None
+        self, jackpot: models.Jackpot, preferred: Decimal | None
     ) -> tuple[ContributionChoice, ...]:
         contribution = jackpot.contribution_type
-        low, high = schemas.contribution_range(contribution)
+        low, high = models.contribution_range(contribution)
         if contribution.kind == "Fixed":
             values = [low * step for step in range(1, _FIXED_STEPS + 1)]
         else:
@@ -439,24 +439,24 @@ class TemplateGlobal:
 
     # -- cached lookups, each once per request ------------------------------------------------
 
-    def _jackpot(self, source_id: str) -> tuple[schemas.Jackpot, bool]:
+    def _jackpot(self, source_id: str) -> tuple[models.Jackpot, bool]:
         player = self._player()
         return self._memoized(
             ("jackpot", source_id),
             lambda service, cached_only: service.jackpot(
                 source_id, player, cached_only=cached_only
             ),
-            schemas.JackpotSchema(),
+            models.JackpotSchema(),
         )
 
-    def _ticker(self, instance_id: str) -> tuple[schemas.Ticker, bool]:
+    def _ticker(self, instance_id: str) -> tuple[models.Ticker, bool]:
         return self._memoized(
             ("ticker", instance_id),
             lambda service, cached_only: service.ticker(instance_id, cached_only=cached_only),
-            schemas.TickerSchema(),
+            models.TickerSchema(),
         )
 
-    def _jackpot_of_instance(self, instance_id: str) -> tuple[schemas.Jackpot, bool] | None:
+    def _jackpot_of_instance(self, instance_id: str) -> tuple[models.Jackpot, bool] | None:
         """The player's jackpot for an instance: through the sources that feed it, since only
         the jackpot-for-source answer carries the player's opt-in state."""
         ticker, _ = self._ticker(instance_id)
@@ -478,19 +478,20 @@ class TemplateGlobal:
             sources, _ = self._memoized(
                 ("sources",),
                 lambda service, cached_only: service.sources(cached_only=cached_only),
-                schemas.SourceSchema(many=True),
+                models.SourceSchema(many=True),
             )
         except Exception as exc:
             self._log_failure("source names", exc)
             return None
         return next((s.source_name for s in sources if s.source_id == source_id), None)
 
-    def _rates(self) -> schemas.Currencies | None:
+    def _rates(self) -> models.Currencies | None:
+        rates: models.Currencies
         try:
             rates, _ = self._memoized(
                 ("currencies",),
                 lambda service, cached_only: service.currencies(cached_only=cached_only),
-                schemas.CurrenciesSchema(),
+                models.CurrenciesSchema(),
             )
         except Exception as exc:
             self._log_failure("exchange rates", exc)
@@ -516,14 +517,15 @@ class TemplateGlobal:
             memo.lookups[key] = found
         if isinstance(found, BaseException):
             raise found
-        return found
+        value: tuple[Any, bool] = found
+        return value
 
     @staticmethod
     def _memo() -> _RenderMemo:
-        memo = request.environ.get(_MEMO_KEY)
+        memo: _RenderMemo | None = request.environ.get(_MEMO_KEY)
         if memo is None:
             memo = request.environ[_MEMO_KEY] = _RenderMemo()
-        return memo  # type: ignore[no-any-return]
+        return memo
 
     def _player(self) -> Player | None:
         memo = self._memo()

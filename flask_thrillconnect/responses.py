@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from typing import Any
 
-from flask import Response, json, request
+from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
-from .cache import CacheWaitTimeout
 from .errors import InvalidRequest, RateLimited, ThrillConnectError
 from .jackpots import Answer
+from .models import to_json
 
 logger = logging.getLogger("flask_thrillconnect.responses")
 
@@ -42,35 +43,35 @@ def cached_json(answer: Answer, *, vary_cookie: bool = False) -> Response:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     """A JSON answer that no cache keeps (player or admin specific)."""
-    response = Response(json.dumps(payload), status=status, mimetype=JSON)
+    response = Response(to_json(payload), status=status, mimetype=JSON)
     response.headers["Cache-Control"] = "private, no-store"
     return response
 
 
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-
-
 def error_code(exc: BaseException) -> str:
-    """The ``error`` field: the upstream's own code when it gave one, else ours."""
+    """The ``error`` field: the upstream's own (or the class's) code when there is one, else
+    the name of the HTTP status or of the exception class, in snake case."""
     code = getattr(exc, "error", None)
     if isinstance(code, str) and code:
         return code
-    if isinstance(exc, HTTPException) and not isinstance(exc, ThrillConnectError):
-        return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
     if isinstance(exc, InvalidRequest):
         return "bad_request"
-    return _snake(type(exc).__name__)
+    name = exc.name if isinstance(exc, HTTPException) else type(exc).__name__
+    return _snake(name or "error")
+
+
+def _snake(name: str) -> str:
+    """``"Not Found"`` → ``not_found``, ``"UpstreamTimeout"`` → ``upstream_timeout``,
+    ``"HTTPError"`` → ``http_error``."""
+    words = re.sub(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])", r"\1\3_\2\4", name)
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
 
 
 def error_response(exc: BaseException) -> Response:
-    """``{"error", "message"}`` with the right status; never a page or a traceback."""
-    if isinstance(exc, CacheWaitTimeout):
-        return json_response(
-            {"error": "upstream_timeout", "message": "ThrillConnect did not answer in time"}, 504
-        )
+    """``{"error", "message"}`` with the status the error stands for; never a page or a
+    traceback. The one place where exceptions become HTTP answers."""
     if isinstance(exc, ThrillConnectError):
-        status = exc.code or 502
+        status = exc.code
         if status >= 500:
             logger.warning("thrillconnect upstream trouble: %s", exc)
         response = json_response({"error": error_code(exc), "message": str(exc)}, status)

@@ -22,7 +22,7 @@ from .errors import ThrillConnectError, is_upstream_failure
 from .health import RestProbe
 from .jackpots import JackpotService
 from .player import Player
-from .relay.service import Relay
+from .relay import Relay
 from .session_check import warn_if_token_in_cookie_session
 
 __all__ = ["Callbacks", "State", "current_state", "shutdown"]
@@ -32,7 +32,6 @@ logger = logging.getLogger("flask_thrillconnect")
 #: Where the current request's player is kept: the request's own environ lives and dies with
 #: the request (``flask.g`` outlives it where a test pushes an app context, as pytest-flask does).
 _PLAYER_KEY = "flask_thrillconnect.player"
-_NOT_LOADED = object()
 
 # Every app's state in this process, so that one call can close them all at exit.
 _live_states: weakref.WeakSet[State] = weakref.WeakSet()
@@ -106,14 +105,14 @@ class State:
         """The current request's player from ``player_loader``, once per request."""
         if not has_request_context():
             return None
-        player = request.environ.get(_PLAYER_KEY, _NOT_LOADED)
-        if player is _NOT_LOADED:
+        if _PLAYER_KEY not in request.environ:
             player = self.callbacks.call_player_loader()
             if player is not None and not isinstance(player, Player):
                 raise TypeError("player_loader must return a flask_thrillconnect.Player or None")
             warn_if_token_in_cookie_session(self, player)
             request.environ[_PLAYER_KEY] = player
-        return player  # type: ignore[return-value]
+        loaded: Player | None = request.environ[_PLAYER_KEY]
+        return loaded
 
     def is_admin(self) -> bool:
         return self.callbacks.call_admin_check()

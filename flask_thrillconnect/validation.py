@@ -8,11 +8,13 @@ what is wrong and never echo the value (it may be huge, binary or a secret).
 from __future__ import annotations
 
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Iterable
 
 from .errors import InvalidIdentifier
 from .limits import (
+    MAX_CORS_PATTERN_LENGTH,
     MAX_IDENTIFIER_LENGTH,
     MAX_NAME_FILTER_LENGTH,
     MAX_SEGMENTS,
@@ -20,6 +22,8 @@ from .limits import (
 )
 
 __all__ = [
+    "CORS_PATTERN",
+    "HIDDEN_CHARACTERS_NOTE",
     "IDENTIFIER_PATTERN",
     "MAX_IDENTIFIER_LENGTH",
     "MAX_NAME_FILTER_LENGTH",
@@ -28,6 +32,7 @@ __all__ = [
     "TEXT_PATTERN",
     "country_code",
     "currency_code",
+    "has_hidden_character",
     "identifier",
     "opaque_token",
     "owner_id",
@@ -37,14 +42,17 @@ __all__ = [
     "text_pattern",
 ]
 
-# The rules below are regular expressions that Python's ``re`` and ECMA-262 (the dialect of
-# JSON Schema's ``pattern``) read alike, so ``/openapi.json`` states exactly what is enforced.
+# The rules below are regular expressions that Python's ``re``, ECMA-262 and the Rust
+# validators of JSON Schema tools read alike, so ``/openapi.json`` states what is enforced.
+# Two things no such pattern can spell portably are checked in Python on top (see
+# :func:`has_hidden_character`): lone surrogates, and format, private-use and unassigned
+# characters beyond U+FFFF (the Unicode tag characters, say).
 
-#: Control, format (zero-width, bidi) and line/paragraph separator characters, and lone
-#: surrogates: invisible or log-splitting, never part of an id or a name.
+#: Control, format (zero-width, bidi) and line/paragraph separator characters of the Basic
+#: Multilingual Plane: invisible or log-splitting, never part of an id or a name.
 _INVISIBLE = (
-    r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u180e"
-    r"\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
 )
 #: Space characters (besides the controls above, which include tab and newline).
 _SPACES = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
@@ -52,7 +60,7 @@ _SPACES = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
 #: decode or normalise on the way (``%`` would allow double-decoding tricks).
 _URL_SYNTAX = {"/": "'/'", "\\": "'\\'", "?": "'?'", "#": "'#'", "%": "'%'"}
 
-#: The end of the text in both dialects ("$" also matches before a final newline in Python).
+#: The end of the text in every dialect ("$" also matches before a final newline in Python).
 _END = r"(?![\s\S])"
 
 #: An identifier: 1 to 128 characters, none invisible, a space or URL syntax; not ``.`` and
@@ -60,20 +68,42 @@ _END = r"(?![\s\S])"
 IDENTIFIER_PATTERN = (
     rf"^(?!\.{_END})(?!.*\.\.)[^{_INVISIBLE}{_SPACES}/\\?#%]{{1,{MAX_IDENTIFIER_LENGTH}}}{_END}"
 )
+#: What the documents add in words to each pattern: the part Python checks on top.
+HIDDEN_CHARACTERS_NOTE = (
+    "also refused: lone surrogates, and format, private-use or unassigned characters beyond U+FFFF"
+)
 
 
-def text_pattern(max_length: int) -> str:
-    """Free text (a name filter, a CORS pattern): 1 to ``max_length`` visible characters or
+def text_pattern(max_length: int, *, min_length: int = 1) -> str:
+    """Free text (a name filter): ``min_length`` to ``max_length`` visible characters or
     spaces."""
-    return rf"^[^{_INVISIBLE}]{{1,{max_length}}}{_END}"
+    return rf"^[^{_INVISIBLE}]{{{min_length},{max_length}}}{_END}"
 
 
-#: The source name filter of the sources listing.
-TEXT_PATTERN = text_pattern(MAX_NAME_FILTER_LENGTH)
+#: The source name filter of the sources listing (empty: no filter).
+TEXT_PATTERN = text_pattern(MAX_NAME_FILTER_LENGTH, min_length=0)
+#: A CORS rule's pattern: 1 to 256 characters, none of them invisible or a space.
+CORS_PATTERN = rf"^[^{_INVISIBLE}{_SPACES}]{{1,{MAX_CORS_PATTERN_LENGTH}}}{_END}"
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _INVISIBLE_CHAR = re.compile(f"[{_INVISIBLE}]")
 _INVISIBLE_OR_SPACE = re.compile(f"[{_INVISIBLE}{_SPACES}]")
+#: Categories refused beyond the Basic Multilingual Plane: format, private use, unassigned.
+_HIDDEN_ASTRAL_CATEGORIES = frozenset({"Cf", "Co", "Cn"})
+
+
+def has_hidden_character(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate, or a format, private-use or unassigned
+    character beyond U+FFFF: invisible, and beyond what a portable pattern can spell."""
+    if text.isascii():
+        return False
+    return any(
+        0xD800 <= (code := ord(char)) <= 0xDFFF
+        or (code > 0xFFFF and unicodedata.category(char) in _HIDDEN_ASTRAL_CATEGORIES)
+        for char in text
+    )
+
+
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -97,7 +127,11 @@ def identifier(value: object, field: str) -> str:
     :raises InvalidIdentifier: naming ``field``.
     """
     text = _require_str(value, field)
-    if len(text) <= MAX_IDENTIFIER_LENGTH and _IDENTIFIER.fullmatch(text):
+    if (
+        len(text) <= MAX_IDENTIFIER_LENGTH
+        and _IDENTIFIER.fullmatch(text)
+        and not has_hidden_character(text)
+    ):
         return text
     raise InvalidIdentifier(field, _identifier_problem(text))
 
@@ -108,7 +142,7 @@ def _identifier_problem(text: str) -> str:
         return "must not be empty"
     if len(text) > MAX_IDENTIFIER_LENGTH:
         return f"must be at most {MAX_IDENTIFIER_LENGTH} characters"
-    if _INVISIBLE_OR_SPACE.search(text):
+    if _INVISIBLE_OR_SPACE.search(text) or has_hidden_character(text):
         return "must not contain whitespace or control characters"
     for char, shown in _URL_SYNTAX.items():
         if char in text:
@@ -204,7 +238,7 @@ def source_name_filter(value: object, field: str = "name") -> str | None:
     text = _require_str(value, field)
     if len(text) > MAX_NAME_FILTER_LENGTH:
         raise InvalidIdentifier(field, f"must be at most {MAX_NAME_FILTER_LENGTH} characters")
-    if _INVISIBLE_CHAR.search(text):
+    if _INVISIBLE_CHAR.search(text) or has_hidden_character(text):
         raise InvalidIdentifier(field, "must contain printable characters only")
     return text
 
@@ -222,6 +256,6 @@ def opaque_token(value: object, field: str = "token") -> str:
         raise InvalidIdentifier(field, "must not be empty")
     if len(text) > MAX_TOKEN_LENGTH:
         raise InvalidIdentifier(field, f"must be at most {MAX_TOKEN_LENGTH} characters")
-    if _INVISIBLE_OR_SPACE.search(text):
+    if _INVISIBLE_OR_SPACE.search(text) or has_hidden_character(text):
         raise InvalidIdentifier(field, "must not contain whitespace or control characters")
     return text

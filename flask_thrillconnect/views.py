@@ -20,13 +20,15 @@ from werkzeug.exceptions import (
 )
 from werkzeug.routing import PathConverter
 
-from . import schemas
+from . import models
+from .limits import MAX_RELAY_ID_LENGTH, MAX_REQUEST_BODY_BYTES, MAX_SEQ_DIGITS
+from .models import CorsRemoveBody, CorsUpsertBody, OptInBody
 from .openapi import openapi_document
 from .optin import send_opt_in
 from .relay.endpoint import serve_browser
-from .request_bodies import MAX_REQUEST_BODY_BYTES, CorsRemoveBody, CorsUpsertBody, OptInBody
 from .responses import cached_json, error_response, json_response
 from .security import CSRF_HEADER, check_csrf_token, check_origin
+from .sockets import decline_compression
 from .state import current_state
 
 bp = Blueprint(
@@ -78,7 +80,7 @@ def _load_body(schema: Any) -> Any:
     if not request.is_json or length is None or length > MAX_REQUEST_BODY_BYTES:
         raise bad_body
     try:
-        payload = schemas.parse_json(request.get_data(cache=True), MAX_REQUEST_BODY_BYTES)
+        payload = models.parse_json(request.get_data(cache=True), MAX_REQUEST_BODY_BYTES)
     except ValueError:
         raise bad_body from None
     if not isinstance(payload, dict):
@@ -89,14 +91,20 @@ def _load_body(schema: Any) -> Any:
         raise BadRequest(_validation_message(exc.messages)) from None
 
 
+_SHOWABLE_FIELD = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+
 def _validation_message(messages: Any) -> str:
+    """The first problem marshmallow found, as ``field: problem``; a field name the browser
+    made up (an unknown key) is not echoed, since it can be long or hold control characters."""
     if isinstance(messages, dict):
         field, problem = next(iter(messages.items()))
+        shown = str(field) if _SHOWABLE_FIELD.fullmatch(str(field)) else "a field"
         if isinstance(problem, list) and problem:
             problem = problem[0]
         elif isinstance(problem, dict):
-            return f"{field}: {_validation_message(problem)}"
-        return f"{field}: {problem}"
+            return f"{shown}: {_validation_message(problem)}"
+        return f"{shown}: {problem}"
     return str(messages)
 
 
@@ -164,7 +172,7 @@ def opt_in() -> Response:
         current.service.require_known_instance(instance_id)
     else:
         answer = current.service.jackpot(body["source_id"], player, requester=_requester())
-        instance_id = schemas.JackpotSchema().loads(answer.result.entry.value).id
+        instance_id = models.JackpotSchema().loads(answer.result.entry.value).id
     event = send_opt_in(
         current.client,
         player,
@@ -174,7 +182,7 @@ def opt_in() -> Response:
         timeout=current.settings.optin_timeout,
     )
     current.service.forget_player(player.id)
-    return json_response(schemas.OptInEventSchema().dump(event))
+    return json_response(models.OptInEventSchema().dump(event))
 
 
 # -- CORS rules (admin) -----------------------------------------------------------------------
@@ -192,7 +200,7 @@ def _cors_admin() -> Any:
 @get("/v1/cors")
 def cors_list() -> Response:
     rules = _cors_admin().cors_list()
-    return json_response({"cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)})
+    return json_response({"cors_origin_list": models.CorsOriginSchema(many=True).dump(rules)})
 
 
 @put("/v1/cors")
@@ -201,7 +209,7 @@ def cors_upsert() -> Response:
     _guard_state_change()
     body = _load_body(CorsUpsertBody())
     rules = client.cors_upsert(body["cors_origin_list"])
-    return json_response({"cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)})
+    return json_response({"cors_origin_list": models.CorsOriginSchema(many=True).dump(rules)})
 
 
 @delete("/v1/cors")
@@ -211,14 +219,14 @@ def cors_remove() -> Response:
     body = _load_body(CorsRemoveBody())
     removed, rules = client.cors_remove(body["cors_origin_list"])
     return json_response(
-        {"removed": removed, "cors_origin_list": schemas.CorsOriginSchema(many=True).dump(rules)}
+        {"removed": removed, "cors_origin_list": models.CorsOriginSchema(many=True).dump(rules)}
     )
 
 
 # -- the relay WebSocket --------------------------------------------------------------------
 
 sock = Sock()
-_RELAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RELAY_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_RELAY_ID_LENGTH}}}")
 # Per-request values live in the request's environ, which dies with the request.
 _RESUME_KEY = "flask_thrillconnect.resume"
 
@@ -231,7 +239,7 @@ def _guard_events_handshake() -> None:
     current = current_state()
     check_origin(current.settings.allowed_origins)
     since = request.args.get("since")
-    if since is not None and not (since.isdigit() and len(since) <= 18):
+    if since is not None and not (since.isdigit() and len(since) <= MAX_SEQ_DIGITS):
         raise BadRequest("since must be the last seq received (a whole number)")
     relay_id = request.args.get("relay_id")
     if relay_id is not None and not _RELAY_ID.fullmatch(relay_id):
@@ -240,10 +248,10 @@ def _guard_events_handshake() -> None:
     current.load_player()
     # Each event is encoded once for every browser: per-connection compression would undo
     # that, so permessage-deflate is never negotiated.
-    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    decline_compression(request.environ)
 
 
-@sock.route("/v1/events", bp=bp, provide_automatic_options=False)
+@sock.route("/v1/events", bp=bp, provide_automatic_options=False)  # type: ignore[untyped-decorator]
 def events(ws: object) -> None:
     current = current_state()
     since, relay_id = request.environ[_RESUME_KEY]

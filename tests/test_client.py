@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from werkzeug.exceptions import BadGateway, GatewayTimeout
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -425,7 +424,6 @@ def test_a_503_is_retried_then_reported_as_unavailable_503(
     assert request_counts(thrillconnect_sim)["jackpot"] == before + 1 + 2
     assert info.value.status == 503
     assert info.value.code == 503
-    assert isinstance(info.value, BadGateway)
 
 
 def test_retry_count_follows_the_retries_setting(
@@ -484,7 +482,6 @@ def test_a_slow_answer_is_an_upstream_timeout(
         thrillconnect_sim.faults()
     assert time.monotonic() - started < 0.9
     assert info.value.code == 504
-    assert isinstance(info.value, GatewayTimeout)
 
 
 def test_a_hanging_upstream_is_an_upstream_timeout(

@@ -84,9 +84,45 @@ class FakeClock:
         return self.now
 
 
+class Woken:
+    """The hub's ``on_ready``, received as the relay's writer receives it: what was reported,
+    in order, and a way for a consumer thread to sleep until its connection is."""
+
+    def __init__(self) -> None:
+        self.reported: list[Connection] = []
+        self._lock = threading.Lock()
+        self._events: dict[Connection, threading.Event] = {}
+
+    def __call__(self, conn: Connection) -> None:
+        with self._lock:
+            self.reported.append(conn)
+        self._event(conn).set()
+
+    def wait(self, conn: Connection, timeout: float) -> bool:
+        """``True`` at once while ``conn`` has messages or must close; else sleep until it is
+        reported (``True``) or ``timeout`` passes (``False``)."""
+        if conn.pending or conn.close_code is not None:
+            return True
+        event = self._event(conn)
+        if not event.wait(timeout):
+            return False
+        # Cleared after waking: the caller drains next, so no report is lost.
+        event.clear()
+        return True
+
+    def _event(self, conn: Connection) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault(conn, threading.Event())
+
+
 @pytest.fixture
-def hub() -> RelayHub:
-    return RelayHub()
+def woken() -> Woken:
+    return Woken()
+
+
+@pytest.fixture
+def hub(woken: Woken) -> RelayHub:
+    return RelayHub(on_ready=woken)
 
 
 # -- encoding ----------------------------------------------------------------------------
@@ -310,8 +346,10 @@ def test_a_lagging_connection_below_the_bound_loses_no_win() -> None:
     assert conn.close_code is None
 
 
-def test_overflowing_the_outbox_marks_the_connection_for_closing_with_1013() -> None:
-    hub = RelayHub(outbox_limit=20)
+def test_overflowing_the_outbox_marks_the_connection_for_closing_with_1013(
+    woken: Woken,
+) -> None:
+    hub = RelayHub(outbox_limit=20, on_ready=woken)
     lagging = subscribed(hub, [BROADCAST])
     keeping_up = subscribed(hub, [BROADCAST])
 
@@ -321,7 +359,7 @@ def test_overflowing_the_outbox_marks_the_connection_for_closing_with_1013() -> 
 
     assert lagging.close_code == CLOSE_TRY_AGAIN_LATER
     assert lagging.drain() == []
-    assert lagging.wait(timeout=0) is True
+    assert woken.wait(lagging, timeout=0) is True
     assert keeping_up.close_code is None
     assert hub.stats().overflow_closes == 1
 
@@ -596,28 +634,30 @@ def test_an_unknown_upstream_status_is_refused(hub: RelayHub) -> None:
 # -- waking the sender -----------------------------------------------------------------------
 
 
-def test_wait_times_out_without_work(hub: RelayHub) -> None:
+def test_wait_times_out_without_work(hub: RelayHub, woken: Woken) -> None:
     conn = subscribed(hub, [BROADCAST])
+    woken.wait(conn, timeout=0)  # the connect-time and subscription reports
 
     started = time.monotonic()
-    assert conn.wait(timeout=0.05) is False
+    assert woken.wait(conn, timeout=0.05) is False
     assert time.monotonic() - started < TIMEOUT
 
 
-def test_wait_returns_at_once_while_the_outbox_holds_messages(hub: RelayHub) -> None:
+def test_wait_returns_at_once_while_the_outbox_holds_messages(hub: RelayHub, woken: Woken) -> None:
     conn = subscribed(hub, [BROADCAST])
     hub.publish(win(1), BROADCAST)
 
-    assert conn.wait(timeout=TIMEOUT) is True
-    assert conn.wait(timeout=TIMEOUT) is True  # still not drained
+    assert woken.wait(conn, timeout=TIMEOUT) is True
+    assert woken.wait(conn, timeout=TIMEOUT) is True  # still not drained
 
 
-def test_a_publish_wakes_a_blocked_sender(hub: RelayHub) -> None:
+def test_a_publish_wakes_a_blocked_sender(hub: RelayHub, woken: Woken) -> None:
     conn = subscribed(hub, [BROADCAST])
+    woken.wait(conn, timeout=0)
     woke = threading.Event()
 
     def sender() -> None:
-        if conn.wait(timeout=TIMEOUT):
+        if woken.wait(conn, timeout=TIMEOUT):
             woke.set()
 
     thread = threading.Thread(target=sender)
@@ -628,13 +668,14 @@ def test_a_publish_wakes_a_blocked_sender(hub: RelayHub) -> None:
     assert woke.is_set()
 
 
-def test_close_wakes_a_blocked_sender_within_a_bound(hub: RelayHub) -> None:
+def test_close_wakes_a_blocked_sender_within_a_bound(hub: RelayHub, woken: Woken) -> None:
     conn = subscribed(hub, [BROADCAST])
+    woken.wait(conn, timeout=0)
     waited: list[float] = []
 
     def sender() -> None:
         started = time.monotonic()
-        conn.wait(timeout=TIMEOUT)
+        woken.wait(conn, timeout=TIMEOUT)
         waited.append(time.monotonic() - started)
 
     thread = threading.Thread(target=sender)
@@ -656,30 +697,42 @@ def test_a_closed_hub_ignores_publishes_and_answers_closed_connections(hub: Rela
     assert hub.stats().connections == 0
 
 
-def test_a_shared_wake_event_is_set_by_the_hub_and_wakes_wait_when_set_by_the_reader(
-    hub: RelayHub,
+def test_the_consumer_is_told_when_an_outbox_gains_work_not_for_every_message(
+    hub: RelayHub, woken: Woken
 ) -> None:
-    socket_event = threading.Event()
-    conn = hub.connect([BROADCAST], wake_event=socket_event)
+    conn = hub.connect([BROADCAST])
+    assert woken.reported == [conn]  # its connect-time status waits
     conn.subscribe(ALL_THRILLPOTS)
     conn.drain()
-    socket_event.clear()
+    woken.reported.clear()
 
     hub.publish(win(1), BROADCAST)
-    assert socket_event.is_set()
-    assert conn.wait(timeout=0) is True
+    hub.publish(win(2), BROADCAST)
+    assert woken.reported == [conn]
+
     conn.drain()
-
-    socket_event.set()  # what simple-websocket's reader does when the browser sends
-    assert conn.wait(timeout=TIMEOUT) is True
-    assert not socket_event.is_set()
-    assert conn.wake_event is socket_event
+    hub.publish(win(3), BROADCAST)
+    assert woken.reported == [conn, conn]
 
 
-def test_wait_refuses_an_unbounded_timeout(hub: RelayHub) -> None:
-    conn = hub.connect([BROADCAST])
-    with pytest.raises(ValueError, match="finite"):
-        conn.wait(timeout=float("inf"))
+def test_one_connection_can_be_asked_to_close_with_its_own_code(
+    hub: RelayHub, woken: Woken
+) -> None:
+    flooding = subscribed(hub, [BROADCAST])
+    other = subscribed(hub, [BROADCAST])
+    hub.publish(win(1), BROADCAST)
+    woken.reported.clear()
+
+    hub.close_connection(flooding, 1008)
+    hub.close_connection(flooding, 1000)  # the first code wins
+    hub.publish(win(2), BROADCAST)
+
+    assert flooding.close_code == 1008
+    assert flooding.drain() == []
+    assert woken.reported == [flooding]
+    assert [m["data"]["win_amount"] for m in events_of(other)] == [1, 2]
+    with pytest.raises(ValueError, match="close code"):
+        hub.close_connection(other, 999)
 
 
 # -- connections, callbacks and figures ------------------------------------------------------
@@ -753,8 +806,10 @@ def test_stats_count_connections_and_traffic(hub: RelayHub) -> None:
 # -- concurrency -----------------------------------------------------------------------------
 
 
-def test_many_publishers_and_200_draining_connections_deliver_every_win_exactly_once() -> None:
-    hub = RelayHub()
+def test_many_publishers_and_200_draining_connections_deliver_every_win_exactly_once(
+    woken: Woken,
+) -> None:
+    hub = RelayHub(on_ready=woken)
     publishers, wins_each, connection_count = 4, 50, 200
     expected = {(p, n) for p in range(publishers) for n in range(wins_each)}
     connections = [subscribed(hub, [BROADCAST]) for _ in range(connection_count)]
@@ -765,7 +820,7 @@ def test_many_publishers_and_200_draining_connections_deliver_every_win_exactly_
         got: list[dict[str, Any]] = []
         wins = 0
         while wins < len(expected) and time.monotonic() < deadline:
-            conn.wait(timeout=0.5)
+            woken.wait(conn, timeout=0.5)
             for text in conn.drain(max_items=50):
                 message = json.loads(text)
                 got.append(message)

@@ -226,3 +226,16 @@ def test_unparseable_bodies_are_400_and_not_logged_as_errors(player, caplog, dat
     assert response.json()["error"] == "bad_request"
     assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
     assert player.api("GET", JACKPOT).json()["optin_status"]["opted_in"] is False
+
+
+def test_a_made_up_field_name_is_not_echoed_in_the_error(player):
+    name = "\u0007<b>" + "A" * 3000
+    response = post_optin(
+        player, {"instance_id": "x", "opt_in": True, name: 1}, token=player.csrf_token()
+    )
+
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "AAAA" not in message
+    assert "<b>" not in message
+    assert len(message) < 200

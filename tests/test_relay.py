@@ -11,6 +11,8 @@ from urllib.parse import urlencode
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Ping, Pong, Request, TextMessage
 
 from flask_thrillconnect import shutdown
 
@@ -344,6 +346,16 @@ def test_a_flood_of_requests_is_rate_limited(relay_connect):
     assert error["data"]["code"] == "rate_limited"
 
 
+def test_a_flood_past_the_rate_limit_is_closed_with_1008(relay_connect):
+    client = relay_connect()
+    client.status()
+
+    for _ in range(100):  # a burst of 20 is taken; 50 refused in a row is a flood
+        client.send(SUBSCRIBE_ALL)
+
+    assert closed_with(client) == 1008
+
+
 def test_resuming_with_since_delivers_the_missed_wins(relay_connect, thrillconnect_sim):
     instance = thrillconnect_sim.instance_ids["sitewide"]
     client = subscribed_client(relay_connect, sim=thrillconnect_sim)
@@ -527,3 +539,77 @@ def test_shutdown_closes_every_relay_in_the_process(relay_connect):
     shutdown()
 
     assert closed_with(client) == 1001
+
+
+class RawClient:
+    """A browser socket driven frame by frame (wsproto), to see exactly what the relay wrote."""
+
+    def __init__(self, portal, receive_buffer: int) -> None:
+        host, port = portal.url.removeprefix("http://").split(":")
+        self.sock = socket.socket()
+        # A small window, so the relay's writer is left holding the rest of a big frame.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(RECV_TIMEOUT)
+        self.sock.connect((host, int(port)))
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(
+            self.ws.send(
+                Request(
+                    host=f"{host}:{port}",
+                    target="/thrillconnect/v1/events",
+                    extra_headers=[(b"origin", portal.url.encode())],
+                )
+            )
+        )
+        self.events: list = []
+        self.wait_for(lambda event: isinstance(event, AcceptConnection))
+
+    def send(self, event) -> None:
+        self.sock.sendall(self.ws.send(event))
+
+    def wait_for(self, predicate, timeout: float = RECV_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.ws.events():  # raises on a malformed frame
+                self.events.append(event)
+                if predicate(event):
+                    return event
+            data = self.sock.recv(65536)
+            assert data, "the relay closed the connection"
+            self.ws.receive_data(data)
+        pytest.fail(f"nothing matching within {timeout} s")
+
+
+def test_a_pong_never_lands_inside_a_frame_the_writer_has_half_sent(portal):
+    relay = portal.app.extensions["thrillconnect"].relay
+    client = RawClient(portal, receive_buffer=4096)
+    client.send(TextMessage(json.dumps(SUBSCRIBE_ALL)))
+    wait_for(lambda: relay.hub.stats().subscribed_connections == 1)
+    padding = "x" * 2_000_000
+    win = {"msg_type": "Event", "source": "thrillpots", "msg_name": "WinEvent",
+           "operator_id": "thrilltech", "brand_id": "brand1", "player_id": None,
+           "data": {"padding": padding}, "timestamp": 0}  # fmt: skip
+
+    # More than the socket buffers hold, unread: the writer keeps part of a frame for later.
+    for _ in range(4):
+        relay.hub.publish(win, "broadcast")
+    time.sleep(0.2)
+    client.send(Ping(b"are you there"))  # simple-websocket's reader answers this one
+
+    texts: list[str] = []
+    parts: list[str] = []
+
+    def whole_wins_and_the_pong(event) -> bool:
+        if isinstance(event, TextMessage):
+            parts.append(event.data)
+            if event.message_finished:
+                texts.append("".join(parts))
+                parts.clear()
+        wins = [t for t in texts if '"WinEvent"' in t]
+        return len(wins) == 4 and any(isinstance(e, Pong) for e in client.events)
+
+    client.wait_for(whole_wins_and_the_pong, timeout=20)
+    wins = [json.loads(t) for t in texts if '"WinEvent"' in t]
+    assert all(w["data"]["padding"] == padding for w in wins)
+    assert [e.payload for e in client.events if isinstance(e, Pong)] == [b"are you there"]
+    client.sock.close()

@@ -53,6 +53,9 @@ class CacheError(ThrillConnectError):
 class CacheWaitTimeout(CacheError, TimeoutError):
     """Another request's upstream fetch of the same key did not finish within ``wait_timeout``."""
 
+    code = 504
+    error = "upstream_timeout"
+
 
 class CacheClosed(CacheError):
     """The cache was closed before a queued background refresh could run."""
@@ -347,8 +350,10 @@ class ResponseCache:
 
     def _wait_for(self, key: str, flight: _Flight) -> CacheResult:
         if not flight.done.wait(self._wait_timeout):
+            # No key in the message: it reaches the browser.
             raise CacheWaitTimeout(
-                f"waited {self._wait_timeout:g} s for another request's upstream fetch of {key!r}"
+                f"ThrillConnect did not answer in time (waited {self._wait_timeout:g} s for the "
+                "same request from another visitor)"
             )
         if flight.error is not None:
             raise flight.error

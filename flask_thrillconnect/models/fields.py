@@ -203,7 +203,7 @@ class IdentifierField(_CheckedString):
         "maxLength": MAX_IDENTIFIER_LENGTH,
         "pattern": validation.IDENTIFIER_PATTERN,
         "description": "no whitespace or control characters, no '/', '\\', '?', '#', '%', "
-        "not '.' and no '..'",
+        f"not '.' and no '..'; {validation.HIDDEN_CHARACTERS_NOTE}",
     }
 
     def check(self, text: str, field: str) -> object:
@@ -225,19 +225,25 @@ class NameFilterField(_CheckedString):
     json_schema = {
         "maxLength": MAX_NAME_FILTER_LENGTH,
         "pattern": validation.TEXT_PATTERN,
-        "description": "case-insensitive part of the source name; empty: all",
+        "description": "case-insensitive part of the source name; empty: all; "
+        + validation.HIDDEN_CHARACTERS_NOTE,
     }
 
     def check(self, text: str, field: str) -> object:
         return validation.source_name_filter(text, field)
 
 
-#: A CORS rule's pattern: 1 to 256 characters, none of them a space or invisible. Python and
-#: JSON Schema read it alike (``\s`` differs between them only on invisible characters).
-CORS_PATTERN = r"^(?![\s\S]*\s)" + validation.text_pattern(MAX_CORS_PATTERN_LENGTH).removeprefix(
-    "^"
-)
-#: The checks of a CORS pattern the portal sends (apispec states them as JSON Schema).
+#: A CORS rule's pattern: 1 to 256 characters, none of them a space or invisible.
+CORS_PATTERN = validation.CORS_PATTERN
+
+
+def _no_hidden_character(text: str) -> None:
+    # What the pattern cannot spell portably (see the validation module).
+    if validation.has_hidden_character(text):
+        raise ValidationError("must not contain control characters")
+
+
+#: The checks of a CORS pattern the portal sends (apispec states the first two as JSON Schema).
 CORS_PATTERN_RULES = (
     validate.Length(min=1, max=MAX_CORS_PATTERN_LENGTH),
     validate.Regexp(
@@ -245,6 +251,7 @@ CORS_PATTERN_RULES = (
         error=f"must be 1 to {MAX_CORS_PATTERN_LENGTH} characters, without spaces or control "
         "characters",
     ),
+    _no_hidden_character,
 )
 
 

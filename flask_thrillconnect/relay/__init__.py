@@ -1,23 +1,26 @@
 """The live-event relay: one upstream ThrillConnect stream fanned out to many browsers.
 
-:class:`RelayHub` sits between the upstream supervisor (which publishes every relayed event)
-and the browser endpoint (one :class:`Connection` per browser WebSocket).
+Modules, each importing only those above it:
+
+- :mod:`.protocol`: what browsers are promised: close codes, envelopes, limits;
+- :mod:`.outbox`: one browser's bounded, conflating outbox, and the publisher's fan-out loop;
+- :mod:`.audiences`: audience names, and what each audience holds: its connections, route
+  cache, replay ring and snapshot;
+- :mod:`.connection`: :class:`Connection`, one browser's outbox plus its audiences and resume
+  point;
+- :mod:`.hub`: :class:`RelayHub`, which encodes each event once and routes it to the
+  :class:`Connection` s of its audiences;
+- :mod:`.writer`: the one thread that writes every browser's frames, never blocking;
+- :mod:`.upstream`: the supervisor that keeps one upstream WebSocket alive;
+- :mod:`.relay`: :class:`Relay`, which owns all of the above for one app;
+- :mod:`.endpoint`: one browser's WebSocket (through :mod:`flask_thrillconnect.sockets`).
 """
 
-from flask_thrillconnect.relay.hub import (
-    BROADCAST,
-    HubStats,
-    RelayHub,
-    UpstreamStatus,
-    audience_player_id,
-    player_audience,
-)
-from flask_thrillconnect.relay.outbox import (
-    CLOSE_GOING_AWAY,
-    CLOSE_NORMAL,
-    CLOSE_TRY_AGAIN_LATER,
-    Connection,
-)
+from .audiences import BROADCAST, audience_player_id, player_audience
+from .connection import Connection
+from .hub import HubStats, RelayHub, UpstreamStatus
+from .protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TRY_AGAIN_LATER
+from .relay import Relay
 
 __all__ = [
     "BROADCAST",
@@ -26,6 +29,7 @@ __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
     "Connection",
     "HubStats",
+    "Relay",
     "RelayHub",
     "UpstreamStatus",
     "audience_player_id",

@@ -1,54 +1,46 @@
-"""One browser's WebSocket: its sender loop, its inbound requests and their limits.
+"""One browser's WebSocket: its requests, their limits, and its close.
 
-The request thread that flask-sock hands the socket to is the socket's only
-writer. It sleeps on the event simple-websocket sets when the browser sends
-something, which the hub also sets when the outbox gains work, so one thread
-serves both directions.
+The relay's writer thread sends the browser everything it receives (see
+:mod:`~flask_thrillconnect.relay.writer`). The thread flask-sock hands the socket to is
+left with the rest: it sleeps until the browser sends something or the writer lets go of
+the socket, handles the browser's requests, and sends the close frame once the writer has
+finished. It reaches the socket only through :class:`~flask_thrillconnect.sockets.BrowserSocket`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import logging
-import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from simple_websocket import ConnectionClosed
-from wsproto.connection import ConnectionState
-
-from .. import schemas
-from ..errors import InvalidRequest, ThrillConnectError
-from ..optin import send_opt_in
+from .. import models
+from ..errors import InvalidRequest
 from ..player import Player
-from .outbox import Connection
-from .service import Relay
+from ..sockets import BrowserSocket
+from .hub import Connection
+from .protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_GRACE,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TIMEOUT,
+    MAX_BROWSER_MESSAGE_BYTES,
+    MAX_REFUSED_IN_A_ROW,
+    RATE_BURST,
+    RATE_PER_SECOND,
+    close_reason,
+    error_envelope,
+)
+from .relay import Relay
 from .writer import Peer
+
+__all__ = ["serve_browser"]
 
 logger = logging.getLogger("flask_thrillconnect.relay.endpoint")
 
-#: Browsers send small requests; anything larger is closed with 1009 by simple-websocket.
-MAX_BROWSER_MESSAGE = 4096
 #: How often a browser's thread looks up when nothing woke it (close deadlines).
 IDLE_WAKE = 5.0
-#: How long a browser that stopped reading gets to take its last frames before its
-#: connection is cut without a close frame.
-CLOSE_GRACE = 10.0
-#: Inbound requests: a burst, then this many a second.
-RATE_BURST = 20
-RATE_PER_SECOND = 5.0
-#: Past this many refused requests in a row the browser is cut off (1008).
-MAX_REFUSED_IN_A_ROW = 50
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_GOING_AWAY = 1001
-#: How long the browser gets to answer our close frame before the TCP connection ends.
-CLOSE_TIMEOUT = 1.0
-
-# Opt-ins sent on a fresh player connection must not block the browser's sender.
-_optin_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="thrillconnect-optin")
 
 
 @dataclass
@@ -81,69 +73,73 @@ def serve_browser(
 ) -> None:
     """Serve one browser until either side closes; bounded waits throughout.
 
-    The relay's writer thread sends the browser's messages (see
-    :mod:`~flask_thrillconnect.relay.writer`); this thread reads its requests and,
-    once the writer has let go of the socket, sends the close frame.
+    :param ws: the WebSocket flask-sock hands to the view (or a :class:`BrowserSocket`
+        already made of it).
     """
-    ws.max_message_size = MAX_BROWSER_MESSAGE
+    sock = ws if isinstance(ws, BrowserSocket) else _browser_socket(ws)
     try:
-        peer = relay.writer.attach(ws.sock, on_release=ws.event.set)
+        _serve(sock, relay, player, since, relay_id, optin_timeout)
+    finally:
+        sock.release(CLOSE_TIMEOUT)
+
+
+def _browser_socket(ws: Any) -> BrowserSocket:
+    """The relay's view of the WebSocket flask-sock hands a view, with the relay's limits."""
+    return BrowserSocket(
+        ws, max_message_size=MAX_BROWSER_MESSAGE_BYTES, write_timeout=CLOSE_TIMEOUT
+    )
+
+
+def _serve(
+    sock: BrowserSocket,
+    relay: Relay,
+    player: Player | None,
+    since: int | None,
+    relay_id: str | None,
+    optin_timeout: float,
+) -> None:
+    connection = relay.connect(player, since=since, relay_id=relay_id)
+    # Before the writer starts: from its first frame on, the library's own go through it.
+    sock.hand_writes_to(functools.partial(relay.writer.send_frame, connection))
+    try:
+        peer = relay.writer.attach(sock.raw_socket, connection, on_release=sock.wake)
     except RuntimeError:  # the relay is shutting down
-        ws.close(reason=CLOSE_GOING_AWAY, message=_close_message(CLOSE_GOING_AWAY))
-        _release_socket(ws)
+        sock.hand_writes_to(None)
+        relay.disconnect(connection)
+        sock.close(CLOSE_GOING_AWAY, close_reason(CLOSE_GOING_AWAY))
         return
-    connection = relay.connect(player, since=since, relay_id=relay_id, wake_event=peer.signal)
-    peer.connection = connection
-    relay.writer.ready(peer)  # the connect-time RelayStatus is already waiting
-    requests = _BrowserRequests(ws, relay, player, connection, optin_timeout, peer)
+    requests = _BrowserRequests(sock, relay, player, connection, optin_timeout, peer)
     close_requested_at: float | None = None
+    gave_up = False
     try:
-        while _is_open(ws):
-            ws.event.wait(timeout=IDLE_WAKE)
-            # Clear before looking: a request arriving now sets it again.
-            ws.event.clear()
-            if not requests.handle_waiting():
-                break
+        while sock.is_open:
+            sock.wait(IDLE_WAKE)
+            if connection.close_code is None:
+                requests.handle_waiting()  # may ask for a close (a flood)
+            else:
+                requests.discard_waiting()  # answers would only delay the close
             code = connection.close_code
             if code is None:
                 continue
-            if peer.released.is_set():
-                with peer.io_lock:
-                    ws.close(reason=code, message=_close_message(code))
+            if peer.released.is_set():  # the writer sent all it had: the close is ours
+                sock.close(code, close_reason(code))
                 break
             # The writer is still flushing to a browser that may never read: bounded.
             close_requested_at = close_requested_at or time.monotonic()
             if time.monotonic() - close_requested_at > CLOSE_GRACE:
+                gave_up = True
                 break
-    except (ConnectionClosed, OSError):
+    except OSError:
         pass  # the browser went away; nothing to tell it
     except Exception:
         logger.exception("relay connection failed")
     finally:
-        relay.writer.detach(peer)
+        leftover = relay.writer.detach(peer)
+        sock.hand_writes_to(None)
         relay.disconnect(connection)
-        _release_socket(ws)
-
-
-def _release_socket(ws: Any) -> None:
-    """End the TCP connection once the close handshake is done (or has had its time).
-
-    Werkzeug's server keeps its own reference to the socket and would otherwise hold
-    the connection open after the handshake, leaving the browser waiting for the end.
-    """
-    ws.thread.join(timeout=CLOSE_TIMEOUT)
-    with contextlib.suppress(OSError):  # already gone
-        ws.sock.shutdown(socket.SHUT_RDWR)
-
-
-def _is_open(ws: Any) -> bool:
-    # simple-websocket wakes us when it starts closing (message too big, say) but only
-    # marks itself disconnected afterwards; the protocol state already says so.
-    return bool(ws.connected) and ws.ws.state is ConnectionState.OPEN
-
-
-def _close_message(code: int) -> str:
-    return {1001: "server going away", 1013: "fell behind; reconnect with since"}.get(code, "")
+        if leftover and not gave_up:
+            # Frames the writer had not sent yet: a close reply of the library's, say.
+            sock.write(leftover)
 
 
 class _BrowserRequests:
@@ -151,31 +147,29 @@ class _BrowserRequests:
 
     def __init__(
         self,
-        ws: Any,
+        sock: BrowserSocket,
         relay: Relay,
         player: Player | None,
         connection: Connection,
         optin_timeout: float,
         peer: Peer,
-    ):
-        self.peer = peer
-        self.ws = ws
+    ) -> None:
+        self.sock = sock
         self.relay = relay
         self.player = player
         self.connection = connection
         self.optin_timeout = optin_timeout
+        self.peer = peer
         self.bucket = _TokenBucket(updated=time.monotonic())
 
-    def handle_waiting(self) -> bool:
-        """Handle every request already received; False once the browser must be cut off."""
-        # A look at the buffer first: most wake-ups are for the outbox, not the browser.
-        while self.ws.input_buffer and (text := self.ws.receive(timeout=0)) is not None:
+    def handle_waiting(self) -> None:
+        """Handle every request already received; a flood asks for the close (1008)."""
+        while (text := self.sock.receive_nowait()) is not None:
             if not self.bucket.take(time.monotonic()):
                 if self.bucket.refused_in_a_row > MAX_REFUSED_IN_A_ROW:
-                    self.relay.writer.detach(self.peer)
-                    with self.peer.io_lock:
-                        self.ws.close(reason=CLOSE_POLICY_VIOLATION, message="too many requests")
-                    return False
+                    # The writer finishes what is in flight, then the close goes out.
+                    self.relay.hub.close_connection(self.connection, CLOSE_POLICY_VIOLATION)
+                    return
                 self._error("RateLimit", "rate_limited", "too many requests; slow down")
                 continue
             try:
@@ -184,22 +178,26 @@ class _BrowserRequests:
                 # A request we failed to handle is our bug, not a reason to drop the browser.
                 logger.exception("relay request failed")
                 self._error("Request", "internal_error", "the request could not be handled")
-        return True
+
+    def discard_waiting(self) -> None:
+        """Drop what the browser sent: it is being closed."""
+        while self.sock.receive_nowait() is not None:
+            pass
 
     def _handle(self, text: str | bytes) -> None:
         try:
-            name, request = schemas.load_client_request(text)
+            name, request = models.load_client_request(text)
         except InvalidRequest as exc:
             self._error("Request", "bad_request", str(exc))
             return
-        if isinstance(request, schemas.SubscribeRequest):
+        if isinstance(request, models.SubscribeRequest):
             self.connection.subscribe((event.source, event.event_type) for event in request.events)
-        elif isinstance(request, schemas.PlayerOptInRequest):
+        elif isinstance(request, models.PlayerOptInRequest):
             self._opt_in(request)
         else:
             self._error(name, "unsupported_request", f"{name} is not relayed")
 
-    def _opt_in(self, request: schemas.PlayerOptInRequest) -> None:
+    def _opt_in(self, request: models.PlayerOptInRequest) -> None:
         name = "PlayerOptInRequest"
         player = self.player
         if player is None:
@@ -209,51 +207,17 @@ class _BrowserRequests:
             self._error(name, "player_mismatch", "player_id is not the logged-in player")
             return
         # Identity from the session, never from the browser's message.
-        message = {
-            "PlayerOptInRequest": {
-                "instance_id": request.instance_id,
-                "player_id": player.id,
-                "brand_id": self.relay.settings.owner_id,
-                "player_country": player.country_code,
-                "opt_in": request.opt_in,
-                **(
-                    {"contribution_value": float(request.contribution_value)}
-                    if request.contribution_value is not None
-                    else {}
-                ),
-            }
-        }
-        if self.relay.send_for_player(player, message):
-            return  # the answer comes back on the player's stream
-        _optin_pool.submit(self._opt_in_on_fresh_stream, player, request)
-
-    def _opt_in_on_fresh_stream(self, player: Player, request: schemas.PlayerOptInRequest) -> None:
-        try:
-            send_opt_in(
-                self.relay.client,
-                player,
-                request.instance_id,
-                request.opt_in,
-                request.contribution_value,
-                timeout=self.optin_timeout,
-            )
-        except ThrillConnectError as exc:
-            code = getattr(exc, "error", None) or "upstream_error"
-            self.relay.tell_player(player.id, "PlayerOptInRequest", code, str(exc))
-        # Success needs nothing here: the OptInEvent reaches the player's audience through
-        # the service stream.
+        self.relay.opt_in(
+            player,
+            request.instance_id,
+            request.opt_in,
+            request.contribution_value,
+            timeout=self.optin_timeout,
+        )
 
     def _error(self, msg_name: str, code: str, message: str) -> None:
         """An ``Error`` envelope to this browser only (answers carry no ``seq``)."""
-        self.peer.send_direct(
-            json.dumps(
-                {
-                    "msg_type": "Error",
-                    "source": "relay",
-                    "msg_name": msg_name,
-                    "player_id": self.player.id if self.player else None,
-                    "data": {"code": code, "message": message},
-                    "timestamp": int(time.time() * 1000),
-                }
-            )
+        player_id = self.player.id if self.player else None
+        self.peer.send_text(
+            models.to_json(error_envelope(msg_name, code, message, player_id=player_id))
         )

@@ -1,35 +1,28 @@
 """The relay's fan-out hub: one upstream stream in, many browser connections out.
 
 The upstream supervisor calls :meth:`RelayHub.publish` for every relayed event and
-:meth:`RelayHub.set_upstream_status` when its stream goes up or down; the browser endpoint
-calls :meth:`RelayHub.connect`, then :meth:`Connection.subscribe
-<flask_thrillconnect.relay.outbox.Connection.subscribe>`, :meth:`~.Connection.wait` and
-:meth:`~.Connection.drain` from the browser's own thread, and finally
-:meth:`RelayHub.disconnect`. Pure Python: no Flask, no sockets.
+:meth:`RelayHub.set_upstream_status` when its stream goes up or down. The browser endpoint
+calls :meth:`RelayHub.connect` for each browser and :meth:`Connection.subscribe` for its
+``SubscribeRequest`` s, and finally :meth:`RelayHub.disconnect`. One consumer, the relay's
+writer thread, empties every connection's outbox with :meth:`~.outbox.Outbox.drain`: the hub
+tells it which connections have work through the ``on_ready`` callback. Pure Python: no
+Flask, no sockets, no threads of its own.
 
-How it works, and the decisions behind it:
-
-**Audiences.** :data:`BROADCAST` carries the brand's broadcasts (envelope ``player_id`` null);
-``player:<id>`` (:func:`player_audience`) carries the events targeted at one player. An
-anonymous browser joins ``BROADCAST``; a player's browser joins ``BROADCAST`` and its own
-player audience.
+The audiences (names, members, route caches, replay rings, snapshots) live in
+:mod:`.audiences`, a browser's :class:`Connection` in :mod:`.connection`. Neither module
+takes the hub lock itself: every acquisition stays here, where the lock order can be checked
+in one reading, which is why this module is longer than 500 lines. How the hub works, and
+the decisions behind it:
 
 **Encode once.** :meth:`~RelayHub.publish` stamps the envelope with the next hub-wide
 ``seq`` (the first key of the object) and serializes it to compact JSON once; that very
-``str`` object is appended to the outbox of every matching connection.
-
-**Routing.** Each audience caches, per ``(source, msg_name)``, the tuple of its connections
-whose subscriptions match; a subscription change or a departure invalidates that audience's
-cache. Envelopes whose ``msg_type`` is not ``Event`` (``Message``/``Error`` answers) bypass the
-subscription filter. Connections that have not subscribed yet receive nothing but their
-connect-time ``RelayStatus`` (what they miss meanwhile is queued at their first subscription,
-see below).
+``str`` object is appended to the outbox of every matching connection of the audience it
+was published to, found in that audience's route cache.
 
 **Seq and resume.** ``seq`` increases hub-wide, so each connection sees increasing, gapped
 values. A browser resumes with ``since`` = the highest ``seq`` it has seen, *together with*
 the hub's :attr:`~RelayHub.relay_id` (sent in every connect-time ``RelayStatus``): a ``seq``
-from another process or an earlier hub means nothing here. Each audience keeps a ring of its
-recent non-conflatable messages (bounded by count and age); ``since`` is honoured when the
+from another process or an earlier hub means nothing here. ``since`` is honoured when the
 ``relay_id`` matches and no message after it has left the rings of the connection's
 audiences. Then the connection starts at ``since``; otherwise it starts at the current
 ``seq`` and its connect-time status says ``"resumed": false`` (the page refreshes over REST).
@@ -48,37 +41,56 @@ the highest ``seq`` seen never skips an event.
 
 **Threads and locks.** ``_publish_lock`` serializes publishers, so every connection receives
 messages in ``seq`` order; it is held while fanning out, during which the only foreign code
-run is ``threading.Event.set``. ``_lock`` guards the hub's state (audiences, rings,
-subscriptions, counters) and is only ever held for bookkeeping; each connection's own lock
-guards its outbox. Order: publish lock, hub lock, connection lock. The audience callback runs
-with no lock held.
+run is ``on_ready`` (which must be quick and never block). ``_lock`` guards the hub's state
+(audiences, rings, subscriptions, counters) and is only ever held for bookkeeping; methods
+that need it held end in ``_locked``, here and in :mod:`.audiences`. Each outbox's (striped)
+lock guards that outbox. Order: publish lock, hub lock, outbox lock; ``on_ready`` and the
+audience callback run with no hub or outbox lock held.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .outbox import (
+from ..models import to_json
+from .audiences import (
+    BROADCAST,
+    UNFILTERED,
+    Audience,
+    AudienceLimits,
+    AudienceTable,
+    Record,
+    Route,
+    audience_player_id,
+    check_audience,
+    check_subscription,
+    conflation_key_of,
+    player_audience,
+    route_of,
+)
+from .connection import Connection
+from .outbox import LockGroups, OutboxKey, fan_out, group_by_lock
+from .protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
-    Connection,
-    LockGroups,
-    OutboxKey,
-    fan_out,
-    group_by_lock,
+    OUTBOX_LIMIT,
+    REPLAY_LIMIT,
+    REPLAY_MAX_AGE,
+    relay_status,
 )
 
+# BROADCAST, Connection and the audience names' functions are re-exported: other modules of
+# the relay import them from here.
 __all__ = [
     "BROADCAST",
+    "Connection",
     "HubStats",
     "RelayHub",
     "UpstreamStatus",
@@ -87,10 +99,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("flask_thrillconnect.relay.hub")
-
-#: The audience of the brand's broadcasts; every browser connection joins it.
-BROADCAST: Final = "broadcast"
-_PLAYER_PREFIX: Final = "player:"
 
 #: What :meth:`RelayHub.set_upstream_status` accepts.
 UpstreamStatus = Literal["connected", "reconnecting"]
@@ -101,85 +109,25 @@ _UPSTREAM_STATUSES: Final = ("connected", "reconnecting")
 _STATUS_KEY: Final = "relay:status"
 _CONNECT_STATUS_KEY: Final = "relay:connect"
 _GAP_STATUS_KEY: Final = "relay:gap"
-# Route-cache key of messages that bypass the subscription filter (Message/Error answers).
-_UNFILTERED: Final = ("", "")
-# Bounds on what a caller can make the hub hold.
+# A bound on what a caller can make the hub hold.
 _MAX_AUDIENCES_PER_CONNECTION: Final = 8
-_MAX_NAME_LENGTH: Final = 128
-_MAX_ROUTES_PER_AUDIENCE: Final = 256
 # Outbox locks are striped over this many locks (see the outbox module).
 _LOCK_STRIPES: Final = 64
 
 
-def player_audience(player_id: str) -> str:
-    """The audience of the events ThrillConnect targets at ``player_id``."""
-    if not player_id or not isinstance(player_id, str):
-        raise ValueError("player_id must be a non-empty string")
-    return _PLAYER_PREFIX + player_id
-
-
-def audience_player_id(audience: str) -> str | None:
-    """The player id of a player audience, ``None`` for :data:`BROADCAST`."""
-    if audience.startswith(_PLAYER_PREFIX):
-        return audience[len(_PLAYER_PREFIX) :]
-    return None
-
-
-def _check_audience(audience: object) -> str:
-    if not isinstance(audience, str) or not (
-        audience == BROADCAST
-        or (audience.startswith(_PLAYER_PREFIX) and len(audience) > len(_PLAYER_PREFIX))
-    ):
-        raise ValueError(f"not an audience: {audience!r}")
-    if len(audience) > _MAX_NAME_LENGTH + len(_PLAYER_PREFIX):
-        raise ValueError("audience name too long")
-    return audience
-
-
-def _conflation_key(envelope: Mapping[str, Any]) -> str | None:
-    """``jackpot:<instance id>`` for a JackpotUpdate (conflatable), else ``None``."""
-    if envelope.get("msg_name") != "JackpotUpdate" or envelope.get("source") != "thrillpots":
-        return None
-    data = envelope.get("data")
-    instance_id = data.get("id") if isinstance(data, Mapping) else None
-    return f"jackpot:{instance_id}" if isinstance(instance_id, str) and instance_id else None
+def _check_close_code(code: object) -> None:
+    if type(code) is not int or not 1000 <= code <= 4999:
+        raise ValueError("code must be a WebSocket close code (1000-4999)")
 
 
 def _encode(seq: int, envelope: Mapping[str, Any]) -> str:
     body = {"seq": seq, **envelope}
     body["seq"] = seq  # an envelope's own "seq" never wins; ours stays the first key
-    return json.dumps(body, separators=(",", ":"))
+    return to_json(body)
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    """One published message as the hub remembers it (shared by rings and snapshots)."""
-
-    seq: int
-    at: float
-    route: tuple[str, str]  # (source, msg_name), or _UNFILTERED
-    key: OutboxKey  # the seq, or the conflation key
-    text: str
-
-
-class _Audience:
-    """The connections, route cache, replay ring and snapshot of one audience."""
-
-    __slots__ = ("evicted_upto", "members", "name", "newest_seq", "ring", "routes", "snapshot")
-
-    def __init__(self, name: str, evicted_upto: int) -> None:
-        self.name = name
-        self.members: dict[Connection, None] = {}
-        self.routes: dict[tuple[str, str], LockGroups] = {}
-        self.ring: deque[_Record] = deque()
-        # The highest seq that left the ring: a `since` below it cannot be replayed.
-        self.evicted_upto = evicted_upto
-        self.newest_seq = evicted_upto
-        self.snapshot: dict[str, _Record] = {}
-
-
-def _accepts(subscriptions: AbstractSet[tuple[str, str]], route: tuple[str, str]) -> bool:
-    return route == _UNFILTERED or route in subscriptions or (route[0], "*") in subscriptions
+def _ignore(_connection: Connection) -> None:
+    """The ``on_ready`` of a hub whose consumer polls (tests, benchmarks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +171,10 @@ class RelayHub:
         recently used without connections are forgotten first (a ``since`` that needed one
         is then not honoured).
     :param max_subscriptions: distinct ``(source, event_type)`` pairs per connection.
+    :param on_ready: called with a connection whose outbox just gained work (it was empty) or
+        that must now close; its consumer should drain it. Called from the publishing
+        thread, with no hub or outbox lock held but with publishers waiting: it must be quick
+        and never block (the relay's writer queues the connection and returns).
     :param on_player_audience: called as ``(player_id, active)`` when a player audience gains
         its first connection (``True``) or loses its last (``False``); the endpoint opens and
         closes that player's upstream connection with it. Calls are made with no lock held,
@@ -234,12 +186,13 @@ class RelayHub:
     def __init__(
         self,
         *,
-        outbox_limit: int = 1000,
-        replay_limit: int = 500,
-        replay_max_age: float = 120.0,
+        outbox_limit: int = OUTBOX_LIMIT,
+        replay_limit: int = REPLAY_LIMIT,
+        replay_max_age: float = REPLAY_MAX_AGE,
         snapshot_limit: int = 1000,
         max_audiences: int = 10_000,
         max_subscriptions: int = 64,
+        on_ready: Callable[[Connection], None] | None = None,
         on_player_audience: Callable[[str, bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -255,11 +208,8 @@ class RelayHub:
         if not replay_max_age > 0:
             raise ValueError("replay_max_age must be > 0")
         self._outbox_limit = outbox_limit
-        self._replay_limit = replay_limit
-        self._replay_max_age = replay_max_age
-        self._snapshot_limit = snapshot_limit
-        self._max_audiences = max_audiences
         self._max_subscriptions = max_subscriptions
+        self._on_ready = on_ready or _ignore
         self._on_player_audience = on_player_audience
         self._clock = clock
         #: Identifies this hub's ``seq`` space; a ``since`` is honoured only with it.
@@ -270,21 +220,18 @@ class RelayHub:
         self._closed = False
         self._seq = 0
         self._upstream: UpstreamStatus = "reconnecting"
-        self._status_record: _Record | None = None
+        self._status_record: Record | None = None
         self._connect_status_cache: tuple[tuple[int, str, bool | None], str] | None = None
-        self._audiences: dict[str, _Audience] = {BROADCAST: _Audience(BROADCAST, 0)}
-        # Player audiences without connections, least recently used first.
-        self._idle: OrderedDict[str, None] = OrderedDict()
-        # The highest seq of any forgotten audience: the floor of a new audience's ring.
-        self._forgotten_upto = 0
-        self._connections: dict[Connection, None] = {}
+        self._audiences: AudienceTable[Connection] = AudienceTable(
+            AudienceLimits(replay_limit, replay_max_age, snapshot_limit), max_audiences
+        )
+        # Every registered connection, with its subscriptions (empty until it subscribes).
+        self._members: dict[Connection, set[Route]] = {}
         self._subscribed: dict[Connection, None] = {}
-        self._subscribed_groups: LockGroups | None = ()
+        self._subscribed_groups: LockGroups[Connection] | None = ()
         self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._next_stripe = 0
-        # Player audience callbacks: players to re-check, and the state last reported.
-        self._audience_changes: OrderedDict[str, None] = OrderedDict()
-        self._reported_active: set[str] = set()
+        # Whether a thread is reporting player audiences' activity (on_player_audience).
         self._dispatching = False
         self._published = 0
         self._deliveries = 0
@@ -311,31 +258,24 @@ class RelayHub:
     # -- browser connections -------------------------------------------------------------
 
     def connect(
-        self,
-        audiences: Iterable[str],
-        *,
-        since: int | None = None,
-        relay_id: str | None = None,
-        wake_event: threading.Event | None = None,
+        self, audiences: Iterable[str], *, since: int | None = None, relay_id: str | None = None
     ) -> Connection:
         """Register a browser connection and queue its connect-time ``RelayStatus``.
 
         The status is ``{"msg_type": "Message", "source": "relay", "msg_name":
         "RelayStatus", "data": {"upstream": ..., "relay_id": ...}, "seq": start}``, with
         ``"resumed": true | false`` in ``data`` when ``since`` was given; its ``seq`` is the
-        connection's :attr:`~.Connection.start_seq`.
+        connection's :attr:`~.Connection.start_seq`. ``on_ready`` is called for it before
+        this returns, so a consumer that starts afterwards must look at the outbox once.
 
         :param audiences: :data:`BROADCAST`, plus :func:`player_audience` for a logged-in
             player.
         :param since: the highest ``seq`` the browser saw on its previous connection.
         :param relay_id: the ``relay_id`` that came with it; ``since`` is honoured only when
             it equals :attr:`relay_id` and the rings still hold every message after it.
-        :param wake_event: an event to sleep on instead of a private one, e.g.
-            simple-websocket's ``ws.event``, which its reader sets when the browser sends
-            something: one thread then waits for both. See :meth:`.Connection.wait`.
         :returns: the connection; if the hub is closed, one already marked with 1001.
         """
-        names = frozenset(_check_audience(a) for a in audiences)
+        names = frozenset(check_audience(a) for a in audiences)
         if not names or len(names) > _MAX_AUDIENCES_PER_CONNECTION:
             raise ValueError(f"between 1 and {_MAX_AUDIENCES_PER_CONNECTION} audiences")
         if since is not None and (type(since) is not int or since < 0):
@@ -343,7 +283,7 @@ class RelayHub:
         with self._lock:
             lock = self._stripes[self._next_stripe]
             self._next_stripe = (self._next_stripe + 1) % _LOCK_STRIPES
-        conn = Connection(self, names, lock=lock, limit=self._outbox_limit, wake_event=wake_event)
+        conn = Connection(self, names, lock=lock, limit=self._outbox_limit)
         with self._lock:
             if self._closed:
                 closed = True
@@ -353,103 +293,107 @@ class RelayHub:
                 auds = []
                 for name in names:
                     # Joined at once, so that fetching the next audience cannot forget it.
-                    aud = self._audience_locked(name)
-                    self._join_locked(aud, conn)
+                    aud = self._audiences.fetch_locked(name)
+                    self._audiences.join_locked(aud, conn)
                     auds.append(aud)
                 start, resumed = self._seq, None
                 if since is not None:
                     resumed = (
                         relay_id == self.relay_id
                         and since <= self._seq
-                        and all(self._covers_locked(aud, since, now) for aud in auds)
+                        and all(aud.covers_locked(since, now) for aud in auds)
                     )
                     if resumed:
                         start = since
                 conn.start_seq, conn.resumed = start, resumed
-                self._connections[conn] = None
-                status = self._connect_status_locked(start, resumed)
-                conn._enqueue_batch(((_CONNECT_STATUS_KEY, status),))
+                self._members[conn] = set()
+                conn.enqueue(((_CONNECT_STATUS_KEY, self._connect_status_locked(start, resumed)),))
                 self._deliveries += 1
         if closed:
-            conn._gone = True
-            conn._mark_closed(CLOSE_GOING_AWAY)
-            return conn
-        self._dispatch_audience_changes()
+            # Never registered: subscribe and disconnect ignore it.
+            conn.mark_closed(CLOSE_GOING_AWAY)
+        else:
+            self._dispatch_audience_changes()
+        self._on_ready(conn)
         return conn
 
-    def subscribe(self, conn: Connection, events: Iterable[tuple[str, str]]) -> None:
+    def subscribe(self, conn: Connection, events: Iterable[Route]) -> None:
         """Add ``(source, event_type)`` subscriptions to ``conn`` and queue what they cover.
 
         Same as :meth:`.Connection.subscribe`, which documents what is queued.
 
         :raises ValueError: a malformed pair or too many subscriptions.
         """
-        pairs: list[tuple[str, str]] = []
+        pairs: list[Route] = []
         for pair in events:
-            if not (
-                isinstance(pair, tuple)
-                and len(pair) == 2
-                and all(isinstance(p, str) and 0 < len(p) <= _MAX_NAME_LENGTH for p in pair)
-            ):
-                raise ValueError(f"not a (source, event_type) pair: {pair!r}")
-            pairs.append(pair)
+            pairs.append(check_subscription(pair))
             if len(pairs) > self._max_subscriptions:
                 raise ValueError(f"at most {self._max_subscriptions} subscriptions")
         with self._lock:
-            if conn._gone or conn.close_code is not None:
-                return
-            before = frozenset(conn._subscriptions)
+            subscriptions = self._members.get(conn)
+            if subscriptions is None or conn.close_code is not None:
+                return  # disconnected, or closing
+            before = frozenset(subscriptions)
             new = set(pairs) - before
             if not new:
                 return
             if len(before) + len(new) > self._max_subscriptions:
                 raise ValueError(f"at most {self._max_subscriptions} subscriptions")
-            conn._subscriptions.update(new)
-            auds = [self._audiences[name] for name in conn.audiences]
+            subscriptions.update(new)
+            auds = [self._audiences.joined_locked(name) for name in conn.audiences]
             for aud in auds:
-                aud.routes.clear()
-            batch = self._subscription_batch_locked(conn, auds, before)
-            if not conn._subscribed:
-                conn._subscribed = True
+                aud.invalidate_routes_locked()
+            batch = self._subscription_batch_locked(conn, auds, subscriptions, before)
+            if not before:
                 self._subscribed[conn] = None
                 self._subscribed_groups = None
-            if conn._enqueue_batch(batch):
+            ready, overflowed = conn.enqueue(batch)
+            if overflowed:
                 self._overflow_closes += 1
             else:
                 self._deliveries += len(batch)
+        if ready:
+            self._on_ready(conn)
+
+    def subscriptions_of(self, conn: Connection) -> frozenset[Route]:
+        """What ``conn`` subscribed to so far (nothing once disconnected)."""
+        with self._lock:
+            return frozenset(self._members.get(conn, ()))
+
+    def close_connection(self, conn: Connection, code: int) -> None:
+        """Ask ``conn``'s consumer to close it with ``code`` (1008 for a flood, say).
+
+        What waits in its outbox is dropped; the first code asked for wins. It stays
+        registered until :meth:`disconnect`.
+        """
+        _check_close_code(code)
+        if conn.mark_closed(code):
+            self._on_ready(conn)
 
     def disconnect(self, conn: Connection) -> None:
         """Remove ``conn`` from the hub (idempotent); marks it with 1000 if not yet marked."""
         with self._lock:
-            if conn._gone:
+            subscriptions = self._members.pop(conn, None)
+            if subscriptions is None:
                 return
-            conn._gone = True
             for name in conn.audiences:
-                aud = self._audiences[name]
-                del aud.members[conn]
-                if conn._subscribed:
-                    aud.routes.clear()
-                if not aud.members and name != BROADCAST:
-                    self._idle[name] = None
-                    self._audience_changes[name] = None
-            del self._connections[conn]
-            if conn._subscribed:
+                self._audiences.leave_locked(name, conn, subscribed=bool(subscriptions))
+            if subscriptions:
                 del self._subscribed[conn]
                 self._subscribed_groups = None
-        conn._mark_closed(CLOSE_NORMAL)
+        if conn.mark_closed(CLOSE_NORMAL):
+            self._on_ready(conn)
         self._dispatch_audience_changes()
 
     def audience_has_connections(self, audience: str) -> bool:
         """Whether any connection receives ``audience`` now."""
-        with self._lock:
-            aud = self._audiences.get(audience)
-            return bool(aud and aud.members)
+        return self.audience_connections(audience) > 0
 
     def audience_connections(self, audience: str) -> int:
         """How many connections receive ``audience`` now."""
         with self._lock:
-            aud = self._audiences.get(audience)
-            return len(aud.members) if aud else 0
+            aud = self._audiences.get_locked(audience)
+            return aud.connection_count_locked() if aud else 0
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -466,14 +410,11 @@ class RelayHub:
         :returns: the ``seq`` assigned, or ``None`` when the hub is closed.
         :raises TypeError: the envelope is not JSON-serializable (nothing was recorded).
         """
-        _check_audience(audience)
+        check_audience(audience)
         if not isinstance(envelope, Mapping):
             raise TypeError("envelope must be a mapping")
-        if envelope.get("msg_type", "Event") == "Event":
-            route = (str(envelope.get("source")), str(envelope.get("msg_name")))
-        else:
-            route = _UNFILTERED
-        conflation_key = _conflation_key(envelope)
+        route = route_of(envelope)
+        conflation_key = conflation_key_of(envelope)
         with self._publish_lock:
             if self._closed:
                 return None
@@ -485,18 +426,15 @@ class RelayHub:
                 if self._closed:
                     return None
                 self._seq = seq
-                aud = self._audience_locked(audience)
-                record = _Record(seq, self._clock(), route, key, text)
+                aud = self._audiences.fetch_locked(audience)
+                record = Record(seq, self._clock(), route, key, text)
                 if conflation_key is None:
-                    self._remember_locked(aud, record)
+                    aud.remember_locked(record)
                 else:
-                    aud.snapshot.pop(conflation_key, None)
-                    aud.snapshot[conflation_key] = record
-                    if len(aud.snapshot) > self._snapshot_limit:
-                        del aud.snapshot[next(iter(aud.snapshot))]
-                recipients = self._routes_locked(aud, route)
+                    aud.remember_latest_locked(conflation_key, record)
+                recipients = aud.recipients_locked(route, self._members)
                 self._published += 1
-            counts = fan_out(recipients, key, text)
+            counts = fan_out(recipients, key, text, self._on_ready)
             self._count(counts)
         return seq
 
@@ -516,46 +454,44 @@ class RelayHub:
             if self._closed or status == self._upstream:
                 return False
             seq = self._seq + 1
-            text = _encode(seq, _relay_status({"upstream": status}))
+            text = _encode(seq, relay_status({"upstream": status}))
             with self._lock:
                 self._seq = seq
                 self._upstream = status
-                self._status_record = _Record(seq, self._clock(), _UNFILTERED, _STATUS_KEY, text)
+                self._status_record = Record(seq, self._clock(), UNFILTERED, _STATUS_KEY, text)
                 if self._subscribed_groups is None:
                     self._subscribed_groups = group_by_lock(self._subscribed)
                 recipients = self._subscribed_groups
                 self._published += 1
-            counts = fan_out(recipients, _STATUS_KEY, text)
+            counts = fan_out(recipients, _STATUS_KEY, text, self._on_ready)
             self._count(counts)
         return True
 
     # -- lifecycle and figures -----------------------------------------------------------
 
     def close(self, code: int = CLOSE_GOING_AWAY) -> None:
-        """Stop relaying: mark every connection for closing with ``code`` and wake its sender.
+        """Stop relaying: mark every connection for closing with ``code``, tell its consumer.
 
         Later :meth:`publish` calls are ignored and :meth:`connect` answers connections
         already marked with 1001. Connections stay registered until disconnected.
         """
-        if type(code) is not int or not 1000 <= code <= 4999:
-            raise ValueError("code must be a WebSocket close code (1000-4999)")
+        _check_close_code(code)
         with self._publish_lock, self._lock:
             self._closed = True
-            connections = list(self._connections)
+            connections = list(self._members)
         for conn in connections:
-            conn._mark_closed(code)
+            if conn.mark_closed(code):
+                self._on_ready(conn)
         logger.info("relay hub closed; %d connections told to close", len(connections))
 
     def stats(self) -> HubStats:
         """The hub's current figures."""
         with self._lock:
-            players = [
-                aud for name, aud in self._audiences.items() if name != BROADCAST and aud.members
-            ]
+            player_counts = self._audiences.player_connection_counts_locked()
             return HubStats(
-                connections=len(self._connections),
-                player_connections=sum(len(aud.members) for aud in players),
-                player_audiences=len(players),
+                connections=len(self._members),
+                player_connections=sum(player_counts),
+                player_audiences=len(player_counts),
                 subscribed_connections=len(self._subscribed),
                 published=self._published,
                 deliveries=self._deliveries,
@@ -574,84 +510,29 @@ class RelayHub:
             self._conflated += conflated
             self._overflow_closes += overflowed
 
-    def _audience_locked(self, name: str) -> _Audience:
-        aud = self._audiences.get(name)
-        if aud is not None:
-            if name in self._idle:
-                self._idle.move_to_end(name)
-            return aud
-        # Make room first, so the new audience itself is never the one forgotten.
-        while len(self._audiences) >= self._max_audiences and self._idle:
-            oldest, _ = self._idle.popitem(last=False)
-            forgotten = self._audiences.pop(oldest)
-            self._forgotten_upto = max(self._forgotten_upto, forgotten.newest_seq)
-        aud = self._audiences[name] = _Audience(name, self._forgotten_upto)
-        self._idle[name] = None
-        return aud
-
-    def _join_locked(self, aud: _Audience, conn: Connection) -> None:
-        if not aud.members and aud.name != BROADCAST:
-            self._idle.pop(aud.name, None)
-            self._audience_changes[aud.name] = None
-        aud.members[conn] = None
-
-    def _remember_locked(self, aud: _Audience, record: _Record) -> None:
-        ring = aud.ring
-        ring.append(record)
-        aud.newest_seq = record.seq
-        while len(ring) > self._replay_limit:
-            aud.evicted_upto = ring.popleft().seq
-        self._expire_locked(aud, record.at)
-
-    def _expire_locked(self, aud: _Audience, now: float) -> None:
-        ring, oldest_kept = aud.ring, now - self._replay_max_age
-        while ring and ring[0].at < oldest_kept:
-            aud.evicted_upto = ring.popleft().seq
-
-    def _covers_locked(self, aud: _Audience, since: int, now: float) -> bool:
-        self._expire_locked(aud, now)
-        return since >= aud.evicted_upto
-
-    def _routes_locked(self, aud: _Audience, route: tuple[str, str]) -> LockGroups:
-        recipients = aud.routes.get(route)
-        if recipients is None:
-            if len(aud.routes) >= _MAX_ROUTES_PER_AUDIENCE:
-                aud.routes.clear()
-            recipients = aud.routes[route] = group_by_lock(
-                conn
-                for conn in aud.members
-                if conn._subscribed and _accepts(conn._subscriptions, route)
-            )
-        return recipients
-
     def _subscription_batch_locked(
-        self, conn: Connection, auds: list[_Audience], before: frozenset[tuple[str, str]]
+        self,
+        conn: Connection,
+        auds: list[Audience[Connection]],
+        subscriptions: AbstractSet[Route],
+        before: AbstractSet[Route],
     ) -> list[tuple[OutboxKey, str]]:
         """What a subscription change queues, in seq order (see the module docstring)."""
         now = self._clock()
-        subscriptions = conn._subscriptions
-        records: list[_Record] = []
-        if not conn._subscribed:
+        records: list[Record] = []
+        if not before:  # the first subscription
             start = conn.start_seq
-            if not all(self._covers_locked(aud, start, now) for aud in auds):
+            if not all(aud.covers_locked(start, now) for aud in auds):
                 # The ring lost messages after the start while the browser dawdled.
-                gap = _encode(start, _relay_status(self._status_data(resumed=False)))
-                records.append(_Record(start, now, _UNFILTERED, _GAP_STATUS_KEY, gap))
+                gap = _encode(start, relay_status(self._status_data(resumed=False)))
+                records.append(Record(start, now, UNFILTERED, _GAP_STATUS_KEY, gap))
             for aud in auds:
-                for record in reversed(aud.ring):
-                    if record.seq <= start:
-                        break
-                    if _accepts(subscriptions, record.route):
-                        records.append(record)
+                records.extend(aud.replay_locked(start, subscriptions))
             status = self._status_record
             if status is not None and status.seq > start:
                 records.append(status)
         for aud in auds:
-            records.extend(
-                record
-                for record in aud.snapshot.values()
-                if _accepts(subscriptions, record.route) and not _accepts(before, record.route)
-            )
+            records.extend(aud.newly_covered_snapshot_locked(subscriptions, before))
         records.sort(key=lambda record: record.seq)
         return [(record.key, record.text) for record in records]
 
@@ -667,7 +548,7 @@ class RelayHub:
         cached = self._connect_status_cache
         if cached is not None and cached[0] == cache_key:
             return cached[1]
-        text = _encode(start, _relay_status(self._status_data(resumed)))
+        text = _encode(start, relay_status(self._status_data(resumed)))
         self._connect_status_cache = (cache_key, text)
         return text
 
@@ -676,7 +557,7 @@ class RelayHub:
         callback = self._on_player_audience
         with self._lock:
             if callback is None:
-                self._audience_changes.clear()
+                self._audiences.drop_activity_reports_locked()
                 return
             if self._dispatching:
                 return  # the thread already dispatching will report ours too
@@ -684,27 +565,16 @@ class RelayHub:
         try:
             while True:
                 with self._lock:
-                    if not self._audience_changes:
+                    report = self._audiences.next_activity_report_locked()
+                    if report is None:
                         self._dispatching = False
                         return
-                    name, _ = self._audience_changes.popitem(last=False)
-                    aud = self._audiences.get(name)
-                    active = bool(aud and aud.members)
-                    if active == (name in self._reported_active):
-                        continue
-                    if active:
-                        self._reported_active.add(name)
-                    else:
-                        self._reported_active.discard(name)
+                player_id, active = report
                 try:
-                    callback(name[len(_PLAYER_PREFIX) :], active)
+                    callback(player_id, active)
                 except Exception:
                     logger.exception("on_player_audience callback failed (active=%s)", active)
         except BaseException:
             with self._lock:
                 self._dispatching = False
             raise
-
-
-def _relay_status(data: dict[str, Any]) -> dict[str, Any]:
-    return {"msg_type": "Message", "source": "relay", "msg_name": "RelayStatus", "data": data}

@@ -22,7 +22,6 @@ and starts afresh with a new thread and a new connection.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import random
@@ -37,7 +36,9 @@ from websockets.sync.client import ClientConnection
 
 from ..client import redact
 from ..errors import UpstreamError, UpstreamUnauthorized
+from ..models import subscribe_request_json
 from ..upstream_ws import open_stream
+from .protocol import CLOSE_GOING_AWAY
 
 __all__ = [
     "CONNECTED",
@@ -66,7 +67,6 @@ STOPPED = "stopped"
 STABLE_AFTER = 10.0
 #: Back-off exponents stop growing here (the cap is reached long before; avoids overflow).
 _MAX_EXPONENT = 32
-_CLOSE_GOING_AWAY = 1001
 _MAX_ERROR_TEXT = 200
 #: Seconds between recovery probes (TCP connects) while backing off after a connection-level
 #: failure: a recovered platform is noticed within about this long.
@@ -179,11 +179,7 @@ class UpstreamSupervisor:
         if probe_interval is not None and not probe_interval > 0:
             raise ValueError("probe_interval must be > 0 or None")
         self._url = url
-        self._subscribe_text = (
-            json.dumps({"SubscribeRequest": {"events": list(subscriptions)}})
-            if subscriptions
-            else None
-        )
+        self._subscribe_text = subscribe_request_json(subscriptions) if subscriptions else None
         self._on_message = on_message
         self._on_state = on_state
         self._open_timeout = open_timeout
@@ -532,7 +528,7 @@ def _close(connection: ClientConnection, budget: float | None) -> None:
     ):
         connection.close_timeout = budget
     try:
-        connection.close(_CLOSE_GOING_AWAY)
+        connection.close(CLOSE_GOING_AWAY)
     except Exception as exc:  # closing is best effort; the socket is released either way
         logger.debug("closing the upstream stream failed (%s)", _describe(exc))
 

@@ -3,12 +3,17 @@
 flask-sock gives each browser a thread of its own, and waking one of them per
 delivered message costs far more than the message: thousands of threads take
 turns at the GIL. So the relay writes from one thread instead. The hub tells it
-which outboxes gained work; it sends their frames with ``MSG_DONTWAIT`` (the
-socket stays blocking for simple-websocket's reader), keeps what a full socket
-did not take, and waits for that socket to drain before sending more. A slow
-browser only ever holds up its own bytes; its outbox conflates or overflows
-(1013) in the hub meanwhile. The browser's own thread is left with what it is
-good at: reading the browser's requests and closing the socket.
+which connections gained work (its ``on_ready`` is :meth:`SocketWriter.source_ready`);
+it sends their frames with ``MSG_DONTWAIT`` (the socket stays blocking for the
+WebSocket library's reader), keeps what a full socket did not take, and waits for
+that socket to drain before sending more. A slow browser only ever holds up its own
+bytes; its outbox conflates or overflows (1013) in the hub meanwhile. The browser's
+own thread is left with what it is good at: reading the browser's requests and
+closing the socket.
+
+While the writer owns a socket, nobody else writes to it: frames from elsewhere (an
+answer to one browser, the library's pong and close replies) are queued with
+:meth:`Peer.send_frame` and go out whole, between the writer's own frames.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from functools import lru_cache
+from typing import Protocol
 
-from .outbox import Connection
+from .protocol import PING_INTERVAL
+
+__all__ = ["PING_FRAME", "Peer", "SocketWriter", "Source", "text_frame"]
 
 logger = logging.getLogger("flask_thrillconnect.relay.writer")
 
@@ -35,6 +43,19 @@ DRAIN_BATCH = 100
 PING_FRAME = b"\x89\x00"
 #: How often idle connections are checked for a due ping.
 _PING_SCAN_INTERVAL = 1.0
+
+
+class Source(Hashable, Protocol):
+    """What the writer sends from: a hub connection (see :class:`.hub.Connection`)."""
+
+    @property
+    def close_code(self) -> int | None:
+        """``None`` while open; else the code its browser is to be closed with."""
+        ...
+
+    def drain(self, max_items: int) -> list[str]:
+        """Up to ``max_items`` texts to send, oldest first; ``[]`` once closing."""
+        ...
 
 
 @lru_cache(maxsize=4096)
@@ -57,66 +78,63 @@ def text_frame(text: str) -> bytes:
 
 
 class Peer:
-    """One browser socket as the writer sees it.
+    """One browser socket as the writer sees it, from :meth:`SocketWriter.attach`.
 
-    Its :attr:`signal` is what the hub's connection sets when the outbox gains
-    work (see :meth:`RelayHub.connect`'s ``wake_event``). When the hub asks for the
-    connection to close, the writer finishes the frame in flight, stops touching
-    the socket and calls ``on_release``: the browser's own thread then sends the
-    close frame.
+    When its source asks to close, the writer finishes what is in flight, stops
+    touching the socket (:attr:`released`) and calls ``on_release``: the browser's own
+    thread then sends the close frame.
     """
 
-    def __init__(self, writer: SocketWriter, sock: socket.socket, on_release: Callable[[], None]):
+    def __init__(
+        self,
+        writer: SocketWriter,
+        sock: socket.socket,
+        source: Source,
+        on_release: Callable[[], None],
+    ) -> None:
         self.writer = writer
         self.sock = sock
+        self.source = source
         self.on_release = on_release
-        self.signal = _Signal(self)
-        self.connection: Connection | None = None
+        #: Guards the fields below and the hand-over of the socket (:attr:`released`): held
+        #: while the writer writes, so nobody queues a frame the writer will never send.
+        self.lock = threading.Lock()
         self.pending = memoryview(b"")
         self.direct: deque[bytes] = deque()
         self.last_write = time.monotonic()
         self.waiting_writable = False
-        #: Held while frames are written, so a close frame never lands inside one.
-        self.io_lock = threading.Lock()
         #: Set once the writer has let go of the socket (closing, failed or detached).
         self.released = threading.Event()
 
-    def send_direct(self, text: str) -> None:
-        """Queue an answer for this browser alone (an ``Error`` envelope, say)."""
-        self.direct.append(text_frame(text))
+    def send_text(self, text: str) -> None:
+        """Queue a message for this browser alone (an ``Error`` answer, say)."""
+        self.send_frame(text_frame(text))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue a whole frame, to go out after the frames in flight.
+
+        :returns: ``False`` once the writer has let go of the socket: the caller then
+            writes it itself.
+        """
+        with self.lock:
+            if self.released.is_set():
+                return False
+            self.direct.append(frame)
         self.writer.ready(self)
-
-
-class _Signal:
-    """Event-like: ``set()`` queues the peer for the writer. The hub only ever sets it."""
-
-    __slots__ = ("_peer",)
-
-    def __init__(self, peer: Peer):
-        self._peer = peer
-
-    def set(self) -> None:
-        self._peer.writer.ready(self._peer)
-
-    def clear(self) -> None:
-        pass
-
-    def is_set(self) -> bool:
-        return False
-
-    def wait(self, timeout: float | None = None) -> bool:  # pragma: no cover - never waited on
-        return False
+        return True
 
 
 class SocketWriter:
     """The writer thread of one relay; started on first use, and afresh after a fork."""
 
-    def __init__(self, *, ping_interval: float = 25.0, name: str = "thrillconnect-writer"):
+    def __init__(
+        self, *, ping_interval: float = PING_INTERVAL, name: str = "thrillconnect-writer"
+    ) -> None:
         self.ping_interval = ping_interval
         self.name = name
         self._lock = threading.Lock()
         self._ready: set[Peer] = set()
-        self._peers: set[Peer] = set()
+        self._peers: dict[Source, Peer] = {}
         self._signaled = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -127,32 +145,71 @@ class SocketWriter:
 
     # -- the browsers' side -------------------------------------------------------------------
 
-    def attach(self, sock: socket.socket, on_release: Callable[[], None]) -> Peer:
-        """A new browser socket; bind ``peer.connection`` before its first message."""
-        peer = Peer(self, sock, on_release)
+    def attach(self, sock: socket.socket, source: Source, on_release: Callable[[], None]) -> Peer:
+        """Start writing what ``source`` has to ``sock``; its first flush is already queued.
+
+        :param sock: the browser's connected socket, left blocking for its reader.
+        :param source: the hub connection whose outbox feeds it.
+        :param on_release: called (from the writer thread) once the writer has let go of the
+            socket because ``source`` asks to close: the browser's thread sends the close.
+        :raises RuntimeError: the writer is closed (the relay is shutting down).
+        """
+        peer = Peer(self, sock, source, on_release)
         with self._lock:
             self._ensure_started_locked()
-            self._peers.add(peer)
+            self._peers[source] = peer
+        self.ready(peer)
         return peer
 
-    def detach(self, peer: Peer) -> None:
-        """Forget a browser (its thread is leaving); the writer stops touching its socket."""
+    def detach(self, peer: Peer) -> bytes:
+        """Forget a browser (its thread is leaving); the writer stops touching its socket.
+
+        :returns: what the writer still had for it: the rest of a frame it began, then whole
+            frames. Writing them ends the stream on a frame boundary, so a close frame can
+            follow; ``b""`` when nothing was left.
+        """
         with self._lock:
-            self._peers.discard(peer)
-            self._ready.discard(peer)
-        peer.released.set()
-        self._wake()
+            if self._peers.get(peer.source) is peer:
+                del self._peers[peer.source]
+        with peer.lock:
+            peer.released.set()
+            leftover = bytes(peer.pending) + b"".join(peer.direct)
+            peer.pending = memoryview(b"")
+            peer.direct.clear()
+        # Once more through the thread, which stops watching the socket.
+        self.ready(peer)
+        return leftover
 
     def ready(self, peer: Peer) -> None:
         """Queue ``peer`` for a flush; cheap, called by publishers under no lock of ours."""
         with self._lock:
-            self._ready.add(peer)
-            if self._signaled:
-                return
-            self._signaled = True
-        self._wake()
+            wake = self._queue_locked(peer)
+        if wake:
+            self._wake()
+
+    def send_frame(self, source: Source, frame: bytes) -> bool:
+        """Queue a whole frame for ``source``'s socket, after the frames in flight.
+
+        :returns: ``False`` when the writer does not own that socket (not attached yet, or
+            let go of): the caller then writes the frame itself.
+        """
+        with self._lock:
+            peer = self._peers.get(source)
+        return peer is not None and peer.send_frame(frame)
+
+    def source_ready(self, source: Source) -> None:
+        """The hub's ``on_ready``: ``source`` gained work or must close; flush its peer soon.
+
+        A source not attached yet is skipped: :meth:`attach` queues a first flush anyway.
+        """
+        with self._lock:
+            peer = self._peers.get(source)
+            wake = peer is not None and self._queue_locked(peer)
+        if wake:
+            self._wake()
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread (within ``timeout``); later :meth:`attach` calls raise."""
         with self._lock:
             self._closed = True
             thread = self._thread
@@ -179,6 +236,14 @@ class SocketWriter:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+
+    def _queue_locked(self, peer: Peer) -> bool:
+        """Queue ``peer``; whether the thread still needs a wake-up (``_lock`` held)."""
+        self._ready.add(peer)
+        if self._signaled:
+            return False
+        self._signaled = True
+        return True
 
     def _wake(self) -> None:
         wake = self._wake_w
@@ -219,22 +284,22 @@ class SocketWriter:
 
     def _flush(self, peer: Peer) -> None:
         """Send what ``peer`` has, until done or until its socket is full."""
-        with peer.io_lock:
-            if not peer.released.is_set():
+        with peer.lock:
+            if peer.released.is_set():
+                self._want_writable(peer, False)  # detached while it waited to write
+            else:
                 self._flush_locked(peer)
 
     def _flush_locked(self, peer: Peer) -> None:
-        direct = peer.direct
+        direct, source = peer.direct, peer.source
         while True:
             if not peer.pending:
-                # popleft, not a copy and clear: the browser's thread may append meanwhile.
-                frames = [direct.popleft() for _ in range(len(direct))]
-                connection = peer.connection
-                if connection is not None:
-                    frames.extend(map(text_frame, connection.drain(DRAIN_BATCH)))
+                frames = list(direct)
+                direct.clear()
+                frames.extend(map(text_frame, source.drain(DRAIN_BATCH)))
                 if not frames:
                     self._want_writable(peer, False)
-                    if connection is not None and connection.close_code is not None:
+                    if source.close_code is not None:
                         self._release(peer)
                     return
                 peer.pending = memoryview(b"".join(frames))
@@ -254,30 +319,38 @@ class SocketWriter:
     def _want_writable(self, peer: Peer, wanted: bool) -> None:
         if peer.waiting_writable == wanted:
             return
-        assert self._selector is not None
+        selector = self._selector
+        assert selector is not None
         try:
-            if wanted:
-                self._selector.register(peer.sock, selectors.EVENT_WRITE, peer)
+            if not wanted:
+                selector.unregister(peer.sock)
+            elif peer.sock.fileno() in selector.get_map():
+                # The number of a socket that closed while watched, now reused: take it over.
+                selector.modify(peer.sock, selectors.EVENT_WRITE, peer)
             else:
-                self._selector.unregister(peer.sock)
+                selector.register(peer.sock, selectors.EVENT_WRITE, peer)
         except (KeyError, ValueError, OSError):
             pass  # a socket that closed meanwhile
         peer.waiting_writable = wanted
 
     def _release(self, peer: Peer) -> None:
+        """Let go of the socket (``peer.lock`` held): its close is the browser thread's."""
         self._want_writable(peer, False)
         with self._lock:
-            self._peers.discard(peer)
+            if self._peers.get(peer.source) is peer:
+                del self._peers[peer.source]
         peer.released.set()
         peer.on_release()
 
     def _ping_idle_peers(self) -> None:
         due = time.monotonic() - self.ping_interval
         with self._lock:
-            idle = [peer for peer in self._peers if peer.last_write <= due and not peer.pending]
+            idle = [p for p in self._peers.values() if p.last_write <= due and not p.pending]
         for peer in idle:
-            peer.direct.append(PING_FRAME)
-            self._flush(peer)
+            with peer.lock:
+                if not peer.released.is_set():
+                    peer.direct.append(PING_FRAME)
+                    self._flush_locked(peer)
 
     @property
     def peers(self) -> int:
@@ -292,4 +365,3 @@ def _drain_wake_pipe(wake: socket.socket) -> None:
             pass
     except (BlockingIOError, OSError):
         pass
-

@@ -92,7 +92,8 @@ class _GuardedProtocol:
         if isinstance(event, Pong) and self._faults.stalled:
             return b""
         with self._lock:
-            return self._protocol.send(event)
+            data: bytes = self._protocol.send(event)
+            return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._protocol, name)

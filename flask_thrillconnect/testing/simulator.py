@@ -196,9 +196,11 @@ class Simulator:
         )
 
     # -- control, through the HTTP control routes ---------------------------------------------
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _control(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         response = self._session.request(method, self.url + path, json=body, timeout=(3.05, 30))
-        answer = response.json()
+        answer: dict[str, Any] = response.json()
         if response.status_code >= 400:
             raise SimulatorControlError(
                 response.status_code, answer.get("error", ""), answer.get("message", "")

@@ -2,7 +2,7 @@
 
 These dicts are a deliberate second copy of the wire shapes of ``THRILLCONNECT_API.md``, written
 by hand from the documentation and never built from the portal's own models
-(:mod:`flask_thrillconnect.schemas`). The simulator plays the upstream: if it reused our models,
+(:mod:`flask_thrillconnect.models`). The simulator plays the upstream: if it reused our models,
 a bug in them would be mirrored here and every test would pass over it.
 
 Every dict the simulator puts on the wire is built in this module, from domain objects and
