@@ -12,12 +12,11 @@ widgets costs one upstream timeout, not one per widget.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_percent
@@ -30,17 +29,12 @@ from .errors import ThrillConnectError, is_upstream_failure
 from .jackpots import Answer, JackpotService
 from .security import make_csrf_token
 from .state import current_state
+from .widget_views import ContributionChoice, JackpotView, OptInView, PotView
 
 if TYPE_CHECKING:
     from .player import Player
 
-__all__ = [
-    "ContributionChoice",
-    "JackpotView",
-    "OptInView",
-    "PotView",
-    "TemplateGlobal",
-]
+__all__ = ["TemplateGlobal"]
 
 logger = logging.getLogger("flask_thrillconnect.jinja")
 
@@ -58,103 +52,6 @@ _STATUS_NOTES = {
     "Paused": "Paused",
     "Terminated": "Ended",
 }
-
-WidgetState = Literal["live", "stale", "unavailable"]
-
-
-# --------------------------------------------------------------------------------------------
-# View models: what the macros render
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PotView:
-    """One pot as a ticker shows it.
-
-    :param id: the pot's id (``minor``), the ``data-tc-pot`` hook.
-    :param label: a readable name (``Minor``).
-    :param value: the raw value in the jackpot's currency, a decimal string (``data-tc-value``).
-    :param display: the value converted to the viewer's currency and formatted in their locale.
-    """
-
-    id: str
-    label: str
-    value: str
-    display: str
-
-
-@dataclass(frozen=True, slots=True)
-class JackpotView:
-    """A jackpot as the ticker widget shows it.
-
-    :param state: ``live``, ``stale`` (an older copy stands in for a failing upstream) or
-        ``unavailable`` (nothing to show).
-    :param currency: the jackpot's own currency (``data-tc-currency``).
-    :param display_currency: the currency amounts are shown in: the player's when it can be
-        converted, else the jackpot's.
-    """
-
-    state: WidgetState
-    source_id: str | None
-    instance_id: str | None
-    title: str
-    status: str | None = None
-    status_note: str | None = None
-    currency: str | None = None
-    display_currency: str | None = None
-    pots: tuple[PotView, ...] = ()
-
-    @property
-    def available(self) -> bool:
-        return self.state != "unavailable"
-
-    @property
-    def stale(self) -> bool:
-        """Whether the JavaScript should show the values as not live (stale or unavailable)."""
-        return self.state != "live"
-
-
-@dataclass(frozen=True, slots=True)
-class ContributionChoice:
-    """One option of the opt-in widget's contribution ``<select>``.
-
-    :param value: what ``POST …/optin`` sends as ``contribution_value`` (a decimal string).
-    :param label: the amount formatted in the jackpot's currency, or a percentage.
-    """
-
-    value: str
-    label: str
-    selected: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class OptInView:
-    """The current player's opt-in state for one jackpot.
-
-    :param state: ``anonymous`` (nobody logged in: no form), ``live``, ``stale`` or
-        ``unavailable``.
-    :param opted_in: ``None`` when the state could not be found out.
-    :param csrf_token: the token the form posts in ``X-CSRFToken`` (logged-in players only).
-    """
-
-    state: Literal["anonymous", "live", "stale", "unavailable"]
-    source_id: str | None
-    instance_id: str | None
-    opted_in: bool | None = None
-    opt_in_required: bool = False
-    contribution_kind: str | None = None
-    currency: str | None = None
-    choices: tuple[ContributionChoice, ...] = ()
-    csrf_token: str | None = None
-
-    @property
-    def logged_in(self) -> bool:
-        return self.state != "anonymous"
-
-    @property
-    def available(self) -> bool:
-        return self.state in ("live", "stale")
-
 
 # --------------------------------------------------------------------------------------------
 # Per-request memory: one lookup per key, one upstream failure per page
@@ -226,13 +123,8 @@ class TemplateGlobal:
             config["data-tc-currency"] = player.currency
         rates = self._rates()
         if rates is not None:
-            config["data-tc-rates"] = json.dumps(
-                {
-                    "base_currency": rates.base_currency,
-                    "multipliers": {code: float(m) for code, m in rates.multipliers.items()},
-                },
-                separators=(",", ":"),
-                sort_keys=True,
+            config["data-tc-rates"] = models.to_json(
+                {"base_currency": rates.base_currency, "multipliers": dict(rates.multipliers)}
             )
         nonce_attr = Markup(' nonce="{}"').format(nonce) if nonce else Markup()
         config_attrs = Markup("").join(
