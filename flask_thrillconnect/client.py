@@ -8,37 +8,38 @@ to fetch and validate on a miss, :meth:`UpstreamCall.dump` to re-dump the loaded
 Every identifier placed in a path is validated and percent-encoded before any request, so a
 bad id never reaches the network. Every request has an explicit ``(connect, read)`` timeout
 and does not follow redirects, except one hop on the same scheme, host and port.
+
+The constructor checks its arguments with :mod:`flask_thrillconnect.config`'s checkers (those
+of ``init_app``); the HTTP side of a call (the session, bounded bodies, redirects, error
+answers) is :mod:`flask_thrillconnect.upstream_http`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 import requests
-import urllib3.exceptions
 from marshmallow import Schema, ValidationError
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from . import __version__, validation
-from .errors import (
-    ConfigurationError,
-    InvalidIdentifier,
-    InvalidRequest,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    upstream_error_for_status,
+from . import validation
+from .config import (
+    DEFAULT_TIMEOUT,
+    check_http_url,
+    check_owner,
+    check_service_token,
+    check_timeout,
+    check_ws_url,
+    derive_ws_url,
 )
-from .limits import MAX_CORS_RULES, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES
+from .errors import ConfigurationError, InvalidRequest, UpstreamUnavailable
+from .limits import MAX_CORS_RULES
 from .models import (
     CorsList,
     CorsListSchema,
@@ -60,11 +61,24 @@ from .models import (
     TickerSchema,
     parse_json,
 )
+from .upstream_http import (
+    MAX_BACKOFF,
+    MAX_RETRIES,
+    REDIRECT_STATUSES,
+    error_for_answer,
+    field_summary,
+    new_session,
+    read_body,
+    redact,
+    redirect_target,
+    transport_errors,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ThrillConnectClient",
     "UpstreamCall",
+    # Re-exported from their homes (config and upstream_http) for existing imports.
     "derive_ws_url",
     "redact",
 ]
@@ -72,66 +86,6 @@ __all__ = [
 logger = logging.getLogger("flask_thrillconnect.client")
 
 T = TypeVar("T")
-Timeout = tuple[float, float]
-
-DEFAULT_TIMEOUT: Timeout = (3.05, 10.0)
-#: Statuses a GET is retried on: the platform or its load balancer is briefly unavailable.
-RETRY_STATUSES = frozenset({502, 503, 504})
-MAX_RETRIES = 10
-#: Longest single back-off sleep between retries (urllib3's default is 120 s).
-MAX_BACKOFF = 2.0
-_MAX_UPSTREAM_TEXT = 200
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&#\s\"']*")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
-
-
-def redact(url: str) -> str:
-    """``url`` (or any text) with every ``token=…`` value replaced by ``token=***``.
-
-    Use it before logging a WebSocket URL: tokens travel in its query string.
-    """
-    return _BEARER.sub(r"\1***", _TOKEN_IN_QUERY.sub(r"\1***", url))
-
-
-def derive_ws_url(base_url: str) -> str:
-    """The WebSocket base URL of a REST base URL: ``http`` → ``ws``, ``https`` → ``wss``.
-
-    :raises ConfigurationError: when ``base_url`` is not an http(s) URL.
-    """
-    parts = urlsplit(_check_base_url(base_url, "THRILLCONNECT_URL"))
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
-
-
-def _check_base_url(url: object, key: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    if not isinstance(url, str) or not url:
-        raise ConfigurationError(f"{key} must be a URL string")
-    parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigurationError(f"{key} must be an absolute {' or '.join(schemes)} URL")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        # Credentials or a query in a base URL would end up in logs and error messages.
-        raise ConfigurationError(f"{key} must not contain credentials, a query or a fragment")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    default_port = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
-
-
-def _check_timeout(timeout: object) -> Timeout:
-    values = timeout if isinstance(timeout, tuple | list) else (timeout, timeout)
-    if len(values) != 2 or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 300 for v in values
-    ):
-        raise ConfigurationError(
-            "THRILLCONNECT_TIMEOUT must be a number or a (connect, read) pair of seconds in "
-            "(0, 300]"
-        )
-    return float(values[0]), float(values[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +155,8 @@ class ThrillConnectClient:
     :param retries: how many times a GET is retried on a connection error or a 502/503/504.
     :param backoff: urllib3's ``backoff_factor`` between retries.
     :param ws_url: the WebSocket base URL; derived from ``base_url`` when not given.
-    :raises ConfigurationError: when an argument is unusable.
+    :raises ConfigurationError: when an argument is unusable: the checks of ``init_app``
+        (:mod:`flask_thrillconnect.config`), naming the configuration key.
     """
 
     def __init__(
@@ -216,28 +171,13 @@ class ThrillConnectClient:
         backoff: float = 0.1,
         ws_url: str | None = None,
     ) -> None:
-        self.base_url = _check_base_url(base_url, "THRILLCONNECT_URL")
-        self.ws_url = (
-            derive_ws_url(self.base_url)
-            if ws_url is None
-            else _check_base_url(ws_url, "THRILLCONNECT_WS_URL", ("ws", "wss"))
-        )
-        try:
-            self.owner_id = validation.owner_id(operator_id, brand_id)
-        except InvalidIdentifier as error:
-            key = f"THRILLCONNECT_{error.what.upper()}"
-            raise ConfigurationError(f"{key} is invalid: {error.problem}") from None
+        self.base_url = check_http_url(base_url)
+        self.ws_url = derive_ws_url(self.base_url) if ws_url is None else check_ws_url(ws_url)
+        self.owner_id = check_owner(operator_id, brand_id)
         self.operator_id = operator_id
         self.brand_id = brand_id
-        if service_token is not None:
-            try:
-                validation.opaque_token(service_token, "service_token")
-            except InvalidIdentifier as error:
-                raise ConfigurationError(
-                    f"THRILLCONNECT_SERVICE_TOKEN is invalid: {error.problem}"
-                ) from None
-        self._service_token = service_token
-        self.timeout = _check_timeout(timeout)
+        self._service_token = check_service_token(service_token)
+        self.timeout = check_timeout(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int):
             raise ConfigurationError("retries must be an integer")
         if not 0 <= retries <= MAX_RETRIES:
@@ -277,34 +217,9 @@ class ThrillConnectClient:
         if session is None or self._session_pid != pid:
             with self._session_lock:
                 if self._session is None or self._session_pid != pid:
-                    self._session = self._new_session()
+                    self._session = new_session(self.retries, self.backoff)
                     self._session_pid = pid
                 session = self._session
-        return session
-
-    def _new_session(self) -> requests.Session:
-        retry = Retry(
-            total=self.retries,
-            connect=self.retries,
-            # A read error may mean the request was processed: never resend it.
-            read=False,
-            status=self.retries,
-            other=0,
-            allowed_methods=frozenset({"GET"}),
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=self.backoff,
-            backoff_max=MAX_BACKOFF,
-            raise_on_status=False,
-            raise_on_redirect=False,
-            # An upstream Retry-After could ask for minutes; our back-off stays bounded.
-            respect_retry_after_header=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
-        session = requests.Session()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers["User-Agent"] = f"flask-thrillconnect/{__version__}"
-        session.headers["Accept"] = "application/json"
         return session
 
     def close(self) -> None:
@@ -493,7 +408,7 @@ class ThrillConnectClient:
         except ValidationError as error:
             raise UpstreamUnavailable(
                 f"ThrillConnect sent an invalid response to {call.method} {call.path}: "
-                f"{_field_summary(error.messages)}",
+                f"{field_summary(error.messages)}",
                 status=None,
             ) from error
 
@@ -528,7 +443,7 @@ class ThrillConnectClient:
         what = f"{call.method} {call.path}"
         started = time.monotonic()
         redirected = False
-        try:
+        with transport_errors(what):
             while True:
                 response = self.session.request(
                     call.method,
@@ -545,57 +460,21 @@ class ThrillConnectClient:
                     logger.debug(
                         "%s -> %d (%.0f ms)", what, status, (time.monotonic() - started) * 1000
                     )
-                    if status in _REDIRECT_STATUSES:
-                        target = self._redirect_target(url, response, call, redirected)
-                        url, params, redirected = target, None, True
+                    if status in REDIRECT_STATUSES:
+                        url = redirect_target(
+                            response,
+                            url,
+                            home=self.base_url,
+                            what=what,
+                            may_follow=call.method == "GET" and not redirected,
+                        )
+                        params, redirected = None, True
                         continue
-                    body = _read_body(response, what)
+                    body = read_body(response, what)
                 break
-        except requests.Timeout as error:
-            raise UpstreamTimeout(f"ThrillConnect did not answer {what} in time") from error
-        except requests.ConnectionError as error:
-            if _caused_by_read_timeout(error):
-                raise UpstreamTimeout(f"ThrillConnect did not answer {what} in time") from error
-            raise UpstreamUnavailable(f"could not reach ThrillConnect for {what}") from error
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-            raise UpstreamUnavailable(f"ThrillConnect request {what} failed") from error
         if not 200 <= status < 300:
-            raise self._error_for(status, body, what)
+            raise error_for_answer(status, body, what, secret=self._service_token)
         return status, body
-
-    def _redirect_target(
-        self, url: str, response: requests.Response, call: UpstreamCall[Any], redirected: bool
-    ) -> str:
-        """Where a 3xx may be followed to, or the error refusing it."""
-        location = response.headers.get("Location", "")
-        target = urljoin(url, location) if location else ""
-        allowed = (
-            not redirected
-            and call.method == "GET"
-            and bool(target)
-            and _origin(target) == _origin(self.base_url)
-        )
-        if not allowed:
-            raise UpstreamUnavailable(
-                f"ThrillConnect redirected {call.method} {call.path} elsewhere; redirect refused",
-                status=response.status_code,
-            )
-        return target
-
-    def _error_for(self, status: int, body: bytes, what: str) -> UpstreamError:
-        code, text = _upstream_error_fields(body)
-        text = self._scrub(text) if text else None
-        code = self._scrub(code) if code else None
-        message = f"ThrillConnect answered {status} to {what}"
-        if text:
-            message = f"{message}: {text}"
-        return upstream_error_for_status(status, message, error=code)
-
-    def _scrub(self, text: str) -> str:
-        """Remove anything token-like from upstream text before it goes in a message."""
-        if self._service_token:
-            text = text.replace(self._service_token, "***")
-        return redact(text)
 
 
 def _bounded_list(values: Iterable[Any], field: str, limit: int = MAX_CORS_RULES) -> list[Any]:
@@ -607,64 +486,3 @@ def _bounded_list(values: Iterable[Any], field: str, limit: int = MAX_CORS_RULES
             raise InvalidRequest(f"{field} must hold at most {limit} items", field=field)
         items.append(item)
     return items
-
-
-def _read_body(response: requests.Response, what: str) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise UpstreamUnavailable(
-            f"ThrillConnect answer to {what} is too large", status=response.status_code
-        )
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=65536):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise UpstreamUnavailable(
-                f"ThrillConnect answer to {what} is too large", status=response.status_code
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _caused_by_read_timeout(error: BaseException) -> bool:
-    # requests wraps a read timeout while streaming the body in a plain ConnectionError.
-    return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
-
-
-def _printable(text: str) -> str:
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    if len(cleaned) > _MAX_UPSTREAM_TEXT:
-        cleaned = cleaned[: _MAX_UPSTREAM_TEXT - 1] + "…"
-    return cleaned
-
-
-def _upstream_error_fields(body: bytes) -> tuple[str | None, str | None]:
-    """The ``error`` code and ``message`` of an upstream error body, if it has them."""
-    try:
-        payload = parse_json(body[:MAX_ERROR_BODY_BYTES])
-    except ValueError:
-        return None, None
-    if not isinstance(payload, dict):
-        return None, None
-    code, message = payload.get("error"), payload.get("message")
-    return (
-        _printable(code) if isinstance(code, str) and code else None,
-        _printable(message) if isinstance(message, str) and message else None,
-    )
-
-
-def _field_summary(messages: Any, limit: int = 300) -> str:
-    """Name the fields that failed to load (never their values)."""
-    paths: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, Mapping):
-            for key, child in node.items():
-                walk(child, f"{path}.{key}" if path else str(key))
-        elif path and path not in paths:
-            paths.append(path)
-
-    walk(messages, "")
-    text = "invalid fields " + ", ".join(paths) if paths else "unexpected shape"
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,16 +1,42 @@
-"""Configuration keys, their defaults, and the one place they are read and checked."""
+"""Configuration keys, their defaults, and the one place they are read and checked.
+
+:func:`read_settings` reads an app's keys once, in ``init_app``. The checkers of the keys
+the REST client takes as arguments (:func:`check_http_url`, :func:`check_ws_url`,
+:func:`check_owner`, :func:`check_service_token`, :func:`check_timeout`) are public: the
+client's constructor runs the same ones, so a client built without an app refuses exactly
+what ``init_app`` refuses. Each raises :class:`~flask_thrillconnect.errors.ConfigurationError`
+naming the key, and no message echoes a URL or a token.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask
+from . import validation
+from .errors import ConfigurationError, InvalidIdentifier
 
-from .errors import ConfigurationError
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_CACHE_TTL",
+    "DEFAULT_TIMEOUT",
+    "MAX_TIMEOUT",
+    "REQUIRED",
+    "Settings",
+    "check_http_url",
+    "check_owner",
+    "check_service_token",
+    "check_timeout",
+    "check_ws_url",
+    "derive_ws_url",
+    "read_settings",
+]
 
 #: Cache kinds and their default freshness in seconds.
 DEFAULT_CACHE_TTL: Mapping[str, float] = {
@@ -20,6 +46,11 @@ DEFAULT_CACHE_TTL: Mapping[str, float] = {
     "currencies": 300,
 }
 
+#: ``(connect, read)`` seconds of every upstream REST call.
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
+#: The longest connect or read timeout accepted, in seconds.
+MAX_TIMEOUT = 300.0
+
 #: Every key the extension reads, with its default. ``REQUIRED`` keys have none.
 DEFAULTS: Mapping[str, Any] = {
     "THRILLCONNECT_WS_URL": None,
@@ -27,7 +58,7 @@ DEFAULTS: Mapping[str, Any] = {
     "THRILLCONNECT_URL_PREFIX": "/thrillconnect",
     "THRILLCONNECT_CACHE_TTL": dict(DEFAULT_CACHE_TTL),
     "THRILLCONNECT_STALE_TTL": 300,
-    "THRILLCONNECT_TIMEOUT": (3.05, 10),
+    "THRILLCONNECT_TIMEOUT": DEFAULT_TIMEOUT,
     "THRILLCONNECT_ALLOWED_ORIGINS": None,
     "THRILLCONNECT_CACHE_MAX_ENTRIES": 10_000,
     "THRILLCONNECT_OPTIN_TIMEOUT": 5.0,
@@ -82,20 +113,23 @@ def read_settings(app: Flask) -> Settings:
         if not config.get(key):
             raise ConfigurationError(f"{key} is required: set it in app.config before init_app")
 
-    url = _http_url(config["THRILLCONNECT_URL"], "THRILLCONNECT_URL")
-    ws_url = config["THRILLCONNECT_WS_URL"] or _derive_ws_url(url)
+    url = check_http_url(config["THRILLCONNECT_URL"])
+    ws_url = config["THRILLCONNECT_WS_URL"]
+    operator_id = config["THRILLCONNECT_OPERATOR_ID"]
+    brand_id = config["THRILLCONNECT_BRAND_ID"]
+    check_owner(operator_id, brand_id)
+    service_token = config["THRILLCONNECT_SERVICE_TOKEN"]
     return Settings(
         url=url,
-        ws_url=_ws_url(ws_url),
-        operator_id=_bare_id(config["THRILLCONNECT_OPERATOR_ID"], "THRILLCONNECT_OPERATOR_ID"),
-        brand_id=_bare_id(config["THRILLCONNECT_BRAND_ID"], "THRILLCONNECT_BRAND_ID"),
-        service_token=_optional_str(
-            config["THRILLCONNECT_SERVICE_TOKEN"], "THRILLCONNECT_SERVICE_TOKEN"
-        ),
+        ws_url=check_ws_url(ws_url) if ws_url else derive_ws_url(url),
+        operator_id=operator_id,
+        brand_id=brand_id,
+        # An empty value (an unset environment variable) means no token.
+        service_token=check_service_token(None if service_token == "" else service_token),
         url_prefix=_url_prefix(config["THRILLCONNECT_URL_PREFIX"]),
         cache_ttl=_cache_ttl(config["THRILLCONNECT_CACHE_TTL"]),
         stale_ttl=_seconds(config["THRILLCONNECT_STALE_TTL"], "THRILLCONNECT_STALE_TTL"),
-        timeout=_timeout(config["THRILLCONNECT_TIMEOUT"]),
+        timeout=check_timeout(_timeout_from_env(config["THRILLCONNECT_TIMEOUT"])),
         allowed_origins=_origins(config["THRILLCONNECT_ALLOWED_ORIGINS"]),
         cache_max_entries=_positive_int(
             config["THRILLCONNECT_CACHE_MAX_ENTRIES"], "THRILLCONNECT_CACHE_MAX_ENTRIES"
@@ -109,40 +143,128 @@ def read_settings(app: Flask) -> Settings:
     )
 
 
-def _http_url(value: Any, key: str) -> str:
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{key} must be an http:// or https:// URL, got {value!r}")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+# ---------------------------------------------------------------------------------------------
+# The checkers shared with the REST client
+# ---------------------------------------------------------------------------------------------
 
 
-def _ws_url(value: Any) -> str:
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ConfigurationError(
-            f"THRILLCONNECT_WS_URL must be a ws:// or wss:// URL, got {value!r}"
-        )
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+def check_http_url(value: object, key: str = "THRILLCONNECT_URL") -> str:
+    """Check a REST base URL: absolute ``http://`` or ``https://``, with a host and without
+    credentials, a query or a fragment (they would end up in logs and messages).
+
+    :returns: the URL without its trailing slash.
+    :raises ConfigurationError: naming ``key``.
+    """
+    return _base_url(value, key, ("http", "https"))
 
 
-def _derive_ws_url(http_url: str) -> str:
-    parts = urlsplit(http_url)
+def check_ws_url(value: object, key: str = "THRILLCONNECT_WS_URL") -> str:
+    """Check a WebSocket base URL: as :func:`check_http_url`, with ``ws://`` or ``wss://``.
+
+    :returns: the URL without its trailing slash.
+    :raises ConfigurationError: naming ``key``.
+    """
+    return _base_url(value, key, ("ws", "wss"))
+
+
+def derive_ws_url(url: object) -> str:
+    """The WebSocket base URL of a REST base URL: ``http`` → ``ws``, ``https`` → ``wss``.
+
+    :raises ConfigurationError: when ``url`` is refused by :func:`check_http_url`.
+    """
+    parts = urlsplit(check_http_url(url))
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
 
 
-def _bare_id(value: Any, key: str) -> str:
-    text = str(value)
-    if ":" in text or "/" in text or not text.isprintable() or len(text) > 128:
-        raise ConfigurationError(f"{key} must be a bare id (no ':' or '/'), got {value!r}")
-    return text
+def _base_url(value: object, key: str, schemes: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{key} must be a URL string")
+    wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigurationError(f"{key} must be an absolute {wanted} URL") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigurationError(f"{key} must be an absolute {wanted} URL")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError(f"{key} must not contain credentials, a query or a fragment")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _optional_str(value: Any, key: str) -> str | None:
-    if value is None or value == "":
+def check_owner(operator_id: object, brand_id: object) -> str:
+    """Check the bare operator and brand ids (``thrilltech``, ``brand1``).
+
+    Each is an identifier (:func:`flask_thrillconnect.validation.identifier`) without ``:``.
+
+    :returns: the owner id ThrillConnect uses, ``thrilltech:brand1``.
+    :raises ConfigurationError: naming ``THRILLCONNECT_OPERATOR_ID`` or
+        ``THRILLCONNECT_BRAND_ID``.
+    """
+    try:
+        return validation.owner_id(operator_id, brand_id)
+    except InvalidIdentifier as error:
+        key = f"THRILLCONNECT_{error.what.upper()}"
+        raise ConfigurationError(f"{key} is invalid: {error.problem}") from None
+
+
+def check_service_token(value: object) -> str | None:
+    """Check the service token's shape (:func:`flask_thrillconnect.validation.opaque_token`).
+
+    :returns: the token, or ``None`` when ``value`` is ``None`` (no token).
+    :raises ConfigurationError: naming ``THRILLCONNECT_SERVICE_TOKEN``, never the token.
+    """
+    if value is None:
         return None
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{key} must be a string")
+    try:
+        return validation.opaque_token(value, "service_token")
+    except InvalidIdentifier as error:
+        raise ConfigurationError(
+            f"THRILLCONNECT_SERVICE_TOKEN is invalid: {error.problem}"
+        ) from None
+
+
+def check_timeout(value: object, key: str = "THRILLCONNECT_TIMEOUT") -> tuple[float, float]:
+    """Check a timeout: seconds for both connect and read, or a ``(connect, read)`` pair,
+    each a number in (0, :data:`MAX_TIMEOUT`]. Strings are refused here:
+    :func:`read_settings` turns the environment's ``"5"`` or ``"3.05,10"`` into numbers first.
+
+    :raises ConfigurationError: naming ``key``.
+    """
+    values = value if isinstance(value, tuple | list) else (value, value)
+    if len(values) != 2 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= MAX_TIMEOUT
+        for v in values
+    ):
+        raise ConfigurationError(
+            f"{key} must be seconds or (connect, read) seconds, each in (0, {MAX_TIMEOUT:g}]"
+        )
+    return float(values[0]), float(values[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The other keys
+# ---------------------------------------------------------------------------------------------
+
+
+def _timeout_from_env(value: Any) -> Any:
+    """``"5"`` or ``"3.05,10"`` (values from the environment) as numbers; the rest unchanged,
+    for :func:`check_timeout` to judge."""
+    if isinstance(value, str):
+        parts = [_number(part) for part in value.split(",")]
+        return parts[0] if len(parts) == 1 else parts
+    if isinstance(value, tuple | list):
+        return [_number(part) for part in value]
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 
@@ -192,19 +314,6 @@ def _cache_ttl(value: Any) -> Mapping[str, float]:
         kind: _seconds(seconds, f"THRILLCONNECT_CACHE_TTL[{kind!r}]")
         for kind, seconds in merged.items()
     }
-
-
-def _timeout(value: Any) -> tuple[float, float]:
-    if isinstance(value, str):
-        # From the environment: "5" or "3.05,10".
-        parts = [part.strip() for part in value.split(",")]
-        value = parts if len(parts) != 1 else (parts[0], parts[0])
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = (value, value)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigurationError("THRILLCONNECT_TIMEOUT must be seconds or (connect, read) seconds")
-    connect, read = (_seconds(v, "THRILLCONNECT_TIMEOUT", positive=True) for v in value)
-    return connect, read
 
 
 def _origins(value: Any) -> frozenset[str] | None:

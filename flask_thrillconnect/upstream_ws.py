@@ -15,9 +15,9 @@ from typing import Any
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from .client import redact
 from .errors import UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable
 from .limits import MAX_UPSTREAM_MESSAGE_BYTES
+from .upstream_http import redact
 
 logger = logging.getLogger("flask_thrillconnect.upstream_ws")
 

@@ -16,7 +16,9 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from flask_thrillconnect import client as client_module
-from flask_thrillconnect.client import ThrillConnectClient, derive_ws_url, redact
+from flask_thrillconnect import upstream_http
+from flask_thrillconnect.client import ThrillConnectClient
+from flask_thrillconnect.config import derive_ws_url
 from flask_thrillconnect.errors import (
     ConfigurationError,
     InvalidIdentifier,
@@ -31,6 +33,7 @@ from flask_thrillconnect.errors import (
     UpstreamUnavailable,
 )
 from flask_thrillconnect.models import CorsOrigin, Currencies, Jackpot, Ticker
+from flask_thrillconnect.upstream_http import redact
 
 BRAND1_SOURCES = {
     "egyptian-gold",
@@ -529,7 +532,7 @@ def test_an_oversized_answer_is_unavailable(
     make_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 64)
+    monkeypatch.setattr(upstream_http, "MAX_RESPONSE_BYTES", 64)
     server = scripted(lambda request: json_response({**CURRENCIES, "pad": "x" * 200}))
     with pytest.raises(UpstreamUnavailable, match="too large"):
         make_client(server.url).currencies()
@@ -806,11 +809,14 @@ def test_service_stream_url_needs_a_service_token(make_client: ClientFactory) ->
         ({"base_url": "tc.example"}, "THRILLCONNECT_URL"),
         ({"base_url": "https://tc.example/?key=1"}, "THRILLCONNECT_URL"),
         ({"base_url": "https://user:pw@tc.example"}, "THRILLCONNECT_URL"),
+        ({"base_url": "https://tc.example:99999"}, "THRILLCONNECT_URL"),
         ({"operator_id": "thrill/tech"}, "THRILLCONNECT_OPERATOR_ID"),
         ({"brand_id": "thrilltech:brand1"}, "THRILLCONNECT_BRAND_ID"),
         ({"ws_url": "http://tc.example"}, "THRILLCONNECT_WS_URL"),
         ({"timeout": (0, 1)}, "THRILLCONNECT_TIMEOUT"),
         ({"timeout": "10"}, "THRILLCONNECT_TIMEOUT"),
+        ({"timeout": (1, 301)}, "THRILLCONNECT_TIMEOUT"),
+        ({"timeout": float("nan")}, "THRILLCONNECT_TIMEOUT"),
         ({"retries": -1}, "retries"),
         ({"retries": 100}, "retries"),
         ({"service_token": "two words"}, "THRILLCONNECT_SERVICE_TOKEN"),

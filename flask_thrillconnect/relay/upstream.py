@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 
 from websockets.sync.client import ClientConnection
 
-from ..client import redact
 from ..errors import UpstreamError, UpstreamUnauthorized
 from ..models import subscribe_request_json
+from ..upstream_http import redact
 from ..upstream_ws import open_stream
 from .protocol import CLOSE_GOING_AWAY
 

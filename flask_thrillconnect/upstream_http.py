@@ -1,0 +1,220 @@
+"""The HTTP side of the REST client: the session, bounded bodies, redirects and error answers.
+
+Nothing here knows a route or a schema; :class:`~flask_thrillconnect.client.ThrillConnectClient`
+builds its calls and sends them through these helpers. Every message they raise names the
+method and path of the call (``what``), never a full URL, a query string or a token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .errors import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    upstream_error_for_status,
+)
+from .limits import MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES
+from .models import parse_json
+
+__all__ = [
+    "MAX_BACKOFF",
+    "MAX_RETRIES",
+    "REDIRECT_STATUSES",
+    "RETRY_STATUSES",
+    "error_for_answer",
+    "field_summary",
+    "new_session",
+    "read_body",
+    "redact",
+    "redirect_target",
+    "transport_errors",
+]
+
+#: Statuses a GET is retried on: the platform or its load balancer is briefly unavailable.
+RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_RETRIES = 10
+#: Longest single back-off sleep between retries (urllib3's default is 120 s).
+MAX_BACKOFF = 2.0
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_MAX_UPSTREAM_TEXT = 200
+_TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&#\s\"']*")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
+
+
+def redact(url: str) -> str:
+    """``url`` (or any text) with every ``token=…`` value replaced by ``token=***``.
+
+    Use it before logging a WebSocket URL: tokens travel in its query string.
+    """
+    return _BEARER.sub(r"\1***", _TOKEN_IN_QUERY.sub(r"\1***", url))
+
+
+def new_session(retries: int, backoff: float) -> requests.Session:
+    """A session that retries only GETs, on connection errors and 502/503/504.
+
+    :param retries: how many times a GET is retried (0 to :data:`MAX_RETRIES`).
+    :param backoff: urllib3's ``backoff_factor``; no sleep exceeds :data:`MAX_BACKOFF`.
+    """
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        # A read error may mean the request was processed: never resend it.
+        read=False,
+        status=retries,
+        other=0,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff,
+        backoff_max=MAX_BACKOFF,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        # An upstream Retry-After could ask for minutes; our back-off stays bounded.
+        respect_retry_after_header=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = f"flask-thrillconnect/{__version__}"
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+@contextmanager
+def transport_errors(what: str) -> Iterator[None]:
+    """Raise what requests and urllib3 raise inside as the package's upstream errors.
+
+    :raises UpstreamTimeout: no answer in time (also while streaming the body).
+    :raises UpstreamUnavailable: no connection, or any other transport failure.
+    """
+    try:
+        yield
+    except requests.Timeout as error:
+        raise UpstreamTimeout(f"ThrillConnect did not answer {what} in time") from error
+    except requests.ConnectionError as error:
+        if _caused_by_read_timeout(error):
+            raise UpstreamTimeout(f"ThrillConnect did not answer {what} in time") from error
+        raise UpstreamUnavailable(f"could not reach ThrillConnect for {what}") from error
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        raise UpstreamUnavailable(f"ThrillConnect request {what} failed") from error
+
+
+def _caused_by_read_timeout(error: BaseException) -> bool:
+    # requests wraps a read timeout while streaming the body in a plain ConnectionError.
+    return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
+
+
+def read_body(response: requests.Response, what: str) -> bytes:
+    """The body of a streamed ``response``, at most ``MAX_RESPONSE_BYTES`` of it.
+
+    :raises UpstreamUnavailable: when the body is (or says it is) larger.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise UpstreamUnavailable(
+            f"ThrillConnect answer to {what} is too large", status=response.status_code
+        )
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=65536):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise UpstreamUnavailable(
+                f"ThrillConnect answer to {what} is too large", status=response.status_code
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def redirect_target(
+    response: requests.Response, url: str, *, home: str, what: str, may_follow: bool
+) -> str:
+    """Where the 3xx ``response`` to ``url`` may be followed: only on ``home``'s origin.
+
+    :param home: the base URL whose scheme, host and port the target must share.
+    :param may_follow: ``False`` refuses any redirect (not a GET, or already redirected once).
+    :raises UpstreamUnavailable: when the redirect is refused.
+    """
+    location = response.headers.get("Location", "")
+    target = urljoin(url, location) if location else ""
+    if not (may_follow and target and _origin(target) == _origin(home)):
+        raise UpstreamUnavailable(
+            f"ThrillConnect redirected {what} elsewhere; redirect refused",
+            status=response.status_code,
+        )
+    return target
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
+
+
+def error_for_answer(status: int, body: bytes, what: str, *, secret: str | None) -> UpstreamError:
+    """The exception of the package's family that stands for a non-2xx answer.
+
+    Its message carries the upstream ``message`` (and its ``error`` code), shortened, made
+    printable and scrubbed of ``secret`` and of anything token-like.
+    """
+    code, text = _upstream_error_fields(body)
+
+    def scrub(value: str) -> str:
+        if secret:
+            value = value.replace(secret, "***")
+        return redact(value)
+
+    message = f"ThrillConnect answered {status} to {what}"
+    if text:
+        message = f"{message}: {scrub(text)}"
+    return upstream_error_for_status(status, message, error=scrub(code) if code else None)
+
+
+def _upstream_error_fields(body: bytes) -> tuple[str | None, str | None]:
+    """The ``error`` code and ``message`` of an upstream error body, if it has them."""
+    try:
+        payload = parse_json(body[:MAX_ERROR_BODY_BYTES])
+    except ValueError:
+        return None, None
+    if not isinstance(payload, dict):
+        return None, None
+    code, message = payload.get("error"), payload.get("message")
+    return (
+        _printable(code) if isinstance(code, str) and code else None,
+        _printable(message) if isinstance(message, str) and message else None,
+    )
+
+
+def _printable(text: str) -> str:
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    if len(cleaned) > _MAX_UPSTREAM_TEXT:
+        cleaned = cleaned[: _MAX_UPSTREAM_TEXT - 1] + "…"
+    return cleaned
+
+
+def field_summary(messages: Any, limit: int = 300) -> str:
+    """Name the fields of a marshmallow error that failed to load (never their values)."""
+    paths: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif path and path not in paths:
+            paths.append(path)
+
+    walk(messages, "")
+    text = "invalid fields " + ", ".join(paths) if paths else "unexpected shape"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
