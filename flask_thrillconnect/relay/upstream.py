@@ -5,12 +5,8 @@ message into a callback and, whenever the connection fails or goes silent, recon
 exponential back-off and full jitter. The portal keeps one per process for the service stream,
 or one per logged-in player (shared by that player's tabs) without a service token.
 
-Recovery probing: after an outage the back-off has grown (up to ``backoff_cap``), and events
-sent while the relay sleeps it out are lost for every browser (the platform does not replay
-them). So while backing off after a *connection-level* failure, the supervisor makes a plain
-TCP connect to the stream's host and port every :data:`PROBE_INTERVAL` and reconnects at once
-when the platform, seen not accepting connections, accepts them again. After an HTTP-level
-refusal (401, 403, 503 on the upgrade) the platform did answer: the back-off holds, unprobed.
+After a connection-level failure the back-off is cut short as soon as the platform accepts
+connections again (see :mod:`~flask_thrillconnect.relay.backoff`).
 
 Fork safety: a supervisor started before a fork (e.g. in a gunicorn master with
 ``preload_app``) is not used by the child. The child inherits the parent's socket but not its
@@ -21,23 +17,28 @@ and starts afresh with a new thread and a new connection.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.sync.client import ClientConnection
 
-from ..errors import UpstreamError, UpstreamUnauthorized
+from ..errors import UpstreamUnauthorized
 from ..models import subscribe_request_json
 from ..upstream_http import redact
 from ..upstream_ws import open_stream
+from .backoff import (
+    PROBE_INTERVAL,
+    PROBE_TIMEOUT,
+    accepts_connections,
+    answered,
+    backoff_delay,
+    host_port,
+    not_accepting,
+)
 from .protocol import CLOSE_GOING_AWAY
 
 __all__ = [
@@ -65,19 +66,7 @@ STOPPED = "stopped"
 
 #: A connection that lived this long counts as healthy: the back-off starts over after it.
 STABLE_AFTER = 10.0
-#: Back-off exponents stop growing here (the cap is reached long before; avoids overflow).
-_MAX_EXPONENT = 32
 _MAX_ERROR_TEXT = 200
-#: Seconds between recovery probes (TCP connects) while backing off after a connection-level
-#: failure: a recovered platform is noticed within about this long.
-PROBE_INTERVAL = 0.5
-#: The longest a probe's TCP connect may take (also bounded by ``open_timeout``).
-PROBE_TIMEOUT = 0.5
-#: The port of a stream URL that names none.
-_DEFAULT_PORTS = {"ws": 80, "wss": 443}
-#: Socket errors that mean no listener took the connection: the platform is not accepting.
-_NOT_ACCEPTING_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
-
 # Guards the "was there a fork?" check of every supervisor; re-created in a forked child
 # because a fork may happen while another thread holds it.
 _fork_lock = threading.Lock()
@@ -89,23 +78,6 @@ def _new_fork_lock() -> None:
 
 
 os.register_at_fork(after_in_child=_new_fork_lock)
-
-
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (0 for the first retry).
-
-    Exponential back-off with *full jitter*: uniform in ``[0, min(cap, base * 2**attempt)]``,
-    so many portals losing the platform at once do not come back in lock-step.
-
-    :param attempt: how many attempts in a row have failed before this one.
-    :param base: the ceiling of the first delay.
-    :param cap: the largest ceiling.
-    :param rng: the random source (a seeded :class:`random.Random` in tests).
-    """
-    ceiling = min(cap, base * 2 ** min(max(attempt, 0), _MAX_EXPONENT))
-    return (rng or random).uniform(0.0, ceiling)
 
 
 class WatchdogExpired(Exception):
@@ -318,7 +290,7 @@ class UpstreamSupervisor:
                 else:
                     self._set_state(RECONNECTING)
                     delay = backoff_delay(failures, base=self._backoff_base, cap=self._backoff_cap)
-                    if self._probe_interval is not None and not _answered(error):
+                    if self._probe_interval is not None and not answered(error):
                         probe_target = self._probe_target
                 logger.info(
                     "%s: stream ended (%s); next attempt in %.2f s%s",
@@ -327,7 +299,7 @@ class UpstreamSupervisor:
                     delay,
                     " or once ThrillConnect accepts connections again" if probe_target else "",
                 )
-                self._wait_before_retry(delay, probe_target, down=_not_accepting(error))
+                self._wait_before_retry(delay, probe_target, down=not_accepting(error))
         except Exception:  # a bug here must not leave a silent dead thread
             logger.exception("%s: supervisor failed", self._name)
         finally:
@@ -373,15 +345,9 @@ class UpstreamSupervisor:
                 return
 
     def _probe(self, target: tuple[str, int]) -> bool:
-        """Whether a TCP connection to ``target`` opens within :data:`PROBE_TIMEOUT`; closed at
-        once without sending anything."""
         with self._lock:
             self._probes += 1
-        try:
-            with socket.create_connection(target, timeout=min(PROBE_TIMEOUT, self._open_timeout)):
-                return True
-        except (OSError, ValueError):  # refused, timed out, unreachable, name not resolved
-            return False
+        return accepts_connections(target, timeout=min(PROBE_TIMEOUT, self._open_timeout))
 
     def _serve_one_connection(self) -> tuple[BaseException | None, bool]:
         """Connect, subscribe and read until the connection ends.
@@ -397,7 +363,7 @@ class UpstreamSupervisor:
         self._probe_target = None
         try:
             url = self._url()
-            self._probe_target = _host_port(url)
+            self._probe_target = host_port(url)
             logger.debug("%s: connecting to %s", self._name, redact(url))
             connection = open_stream(
                 url,
@@ -531,39 +497,6 @@ def _close(connection: ClientConnection, budget: float | None) -> None:
         connection.close(CLOSE_GOING_AWAY)
     except Exception as exc:  # closing is best effort; the socket is released either way
         logger.debug("closing the upstream stream failed (%s)", _describe(exc))
-
-
-def _host_port(url: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a ``ws``/``wss`` URL, ``None`` when it has none."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:  # a port out of range or not a number
-        return None
-    if not parts.hostname or port is None:
-        return None
-    return parts.hostname, port
-
-
-def _answered(error: BaseException | None) -> bool:
-    """Whether the platform answered the attempt at the HTTP level (e.g. 403 or 503 on the
-    upgrade): then it was up, and the back-off must hold. ``None`` (stopping) counts too."""
-    return error is None or (isinstance(error, UpstreamError) and error.status is not None)
-
-
-def _not_accepting(error: BaseException | None) -> bool:
-    """Whether ``error`` shows that nothing took the connection: refused, unreachable, or the
-    host name did not resolve. :func:`~flask_thrillconnect.upstream_ws.open_stream` raises its
-    own error ``from None``; the socket error stays reachable as ``__context__``."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, socket.gaierror) or (
-            isinstance(error, OSError) and error.errno in _NOT_ACCEPTING_ERRNOS
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _describe(error: BaseException | None) -> str:
