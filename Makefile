@@ -13,12 +13,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,docs]'
 	touch $@
 
-# Chromium drives the widget tests; Debian's package, installed when missing.
+# Chromium drives the widget tests and redis-server backs cluster mode's tests; Debian's
+# packages, installed when missing.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing chromium (apt-get)"; \
+	@command -v chromium >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing chromium and redis-server (apt-get)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium redis-server >/dev/null; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

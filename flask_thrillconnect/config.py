@@ -63,6 +63,9 @@ DEFAULTS: Mapping[str, Any] = {
     "THRILLCONNECT_CACHE_MAX_ENTRIES": 10_000,
     "THRILLCONNECT_OPTIN_TIMEOUT": 5.0,
     "THRILLCONNECT_CSRF_MAX_AGE": 3600,
+    "THRILLCONNECT_REDIS_URL": None,
+    "THRILLCONNECT_REDIS_PREFIX": None,
+    "THRILLCONNECT_STREAM_HOLDERS": 2,
 }
 
 REQUIRED = ("THRILLCONNECT_URL", "THRILLCONNECT_OPERATOR_ID", "THRILLCONNECT_BRAND_ID")
@@ -86,6 +89,12 @@ class Settings:
     cache_max_entries: int
     optin_timeout: float
     csrf_max_age: int
+    #: Cluster mode when set: the shared cache and event stream live in this Redis.
+    redis_url: str | None = None
+    #: Namespace of every Redis key (ends with ``:``), so portals can share one Redis.
+    redis_prefix: str = ""
+    #: Cluster mode: processes holding the upstream service stream (1 or 2).
+    stream_holders: int = 2
 
     @property
     def owner_id(self) -> str:
@@ -140,7 +149,41 @@ def read_settings(app: Flask) -> Settings:
         csrf_max_age=_positive_int(
             config["THRILLCONNECT_CSRF_MAX_AGE"], "THRILLCONNECT_CSRF_MAX_AGE"
         ),
+        redis_url=_redis_url(config["THRILLCONNECT_REDIS_URL"]),
+        redis_prefix=_redis_prefix(config["THRILLCONNECT_REDIS_PREFIX"], operator_id, brand_id),
+        stream_holders=_stream_holders(config["THRILLCONNECT_STREAM_HOLDERS"]),
     )
+
+
+def _redis_url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError("THRILLCONNECT_REDIS_URL must be a redis:// URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        # The URL may carry a password: never repeat it.
+        raise ConfigurationError(
+            "THRILLCONNECT_REDIS_URL must be a redis://, rediss:// or unix:// URL"
+        )
+    return value
+
+
+def _redis_prefix(value: Any, operator_id: str, brand_id: str) -> str:
+    if value is None or value == "":
+        return f"thrillconnect:{operator_id}:{brand_id}:"
+    if not isinstance(value, str) or len(value) > 128 or not value.isprintable():
+        raise ConfigurationError(
+            "THRILLCONNECT_REDIS_PREFIX must be printable text of at most 128 characters"
+        )
+    return value if value.endswith(":") else f"{value}:"
+
+
+def _stream_holders(value: Any) -> int:
+    holders = _positive_int(value, "THRILLCONNECT_STREAM_HOLDERS")
+    if holders not in (1, 2):
+        raise ConfigurationError(f"THRILLCONNECT_STREAM_HOLDERS must be 1 or 2, got {holders!r}")
+    return holders
 
 
 # ---------------------------------------------------------------------------------------------

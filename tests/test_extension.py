@@ -210,3 +210,35 @@ def test_helpers_outside_an_initialised_app_say_so():
 
     with app.app_context(), pytest.raises(RuntimeError, match="init_app"):
         tc.currencies()
+
+
+def test_cluster_keys_default_to_per_process_mode_with_a_derived_prefix():
+    app = make_app()
+    ThrillConnect(app)
+
+    settings = app.extensions["thrillconnect"].settings
+    assert settings.redis_url is None
+    assert settings.redis_prefix == "thrillconnect:thrilltech:brand1:"
+    assert settings.stream_holders == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("THRILLCONNECT_REDIS_URL", "http://127.0.0.1:6379"),
+        ("THRILLCONNECT_REDIS_URL", 6379),
+        ("THRILLCONNECT_STREAM_HOLDERS", 3),
+        ("THRILLCONNECT_STREAM_HOLDERS", "0"),
+        ("THRILLCONNECT_REDIS_PREFIX", "x" * 200),
+    ],
+)
+def test_bad_cluster_keys_fail_init_app_naming_the_key(key, value):
+    with pytest.raises(ConfigurationError, match=key):
+        ThrillConnect(make_app(**{key: value}))
+
+
+def test_a_redis_password_never_reaches_the_error():
+    with pytest.raises(ConfigurationError) as info:
+        ThrillConnect(make_app(THRILLCONNECT_REDIS_URL="http://user:s3cret@127.0.0.1:6379"))
+
+    assert "s3cret" not in str(info.value)
