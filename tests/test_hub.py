@@ -853,3 +853,75 @@ def test_many_publishers_and_200_draining_connections_deliver_every_win_exactly_
         assert seqs == sorted(seqs)
     assert len(results) == connection_count
     assert all(conn.close_code is None for conn in connections)
+
+
+# -- external seq (cluster mode) ------------------------------------------------------------
+
+
+def test_an_external_seq_is_used_and_an_older_one_ignored(hub: RelayHub) -> None:
+    hub.start_epoch("epoch-one", 1000)
+    conn = subscribed(hub, [BROADCAST])
+
+    assert hub.publish(win(1), BROADCAST, seq=1005) == 1005
+    assert hub.publish(win(2), BROADCAST, seq=1005) is None
+    assert hub.publish(win(3), BROADCAST, seq=1003) is None
+    assert [(m["seq"], m["data"]["win_amount"]) for m in events_of(conn)] == [(1005, 1)]
+    assert hub.relay_id == "epoch-one"
+
+
+def test_a_new_epoch_closes_connections_with_1012_and_clears_the_rings(hub: RelayHub) -> None:
+    hub.publish(win(1), BROADCAST)
+    old_id = hub.relay_id
+    conn = subscribed(hub, [BROADCAST])
+
+    hub.start_epoch("epoch-two", 5000)
+    fresh = hub.connect([BROADCAST], since=1, relay_id=old_id)
+    fresh.subscribe(ALL_THRILLPOTS)
+
+    assert conn.close_code == 1012
+    assert fresh.resumed is False
+    assert events_of(fresh) == []
+    assert hub.last_seq == 5000
+
+
+def test_own_messages_take_the_last_seq_so_no_stream_entry_is_skipped(hub: RelayHub) -> None:
+    hub.start_epoch("epoch", 100)
+    conn = subscribed(hub, [BROADCAST])
+    hub.publish(win(1), BROADCAST, seq=101)
+    hub.set_upstream_status("connected")
+    hub.publish(win(2), BROADCAST)  # the hub's own message: seq 101 again, not 102
+    hub.publish(win(3), BROADCAST, seq=102)
+
+    messages = received(conn)
+    assert [m["seq"] for m in messages] == [101, 101, 101, 102]
+    assert [m["data"].get("win_amount") for m in messages if m["source"] != "relay"] == [1, 2, 3]
+
+
+def test_a_backfill_completes_a_resume_the_rings_cannot_serve(hub: RelayHub) -> None:
+    hub.start_epoch("epoch", 100)
+    hub.publish(win(3), BROADCAST, seq=103)
+    backfill = (
+        102,
+        [
+            (101, win(1), BROADCAST),
+            (101, win(99, "player_bob"), BOB),  # not this browser's audience
+            (102, win(2), BROADCAST),
+        ],
+    )
+
+    assert not hub.can_resume([BROADCAST], 90, "epoch")
+    conn = hub.connect([BROADCAST], since=90, relay_id="epoch", backfill=backfill)
+    conn.subscribe(ALL_THRILLPOTS)
+
+    status, *messages = received(conn)
+    assert status["data"]["resumed"] is True
+    assert [(m["seq"], m["data"]["win_amount"]) for m in messages] == [(101, 1), (102, 2), (103, 3)]
+
+
+def test_a_backfill_that_does_not_reach_the_rings_is_refused(hub: RelayHub) -> None:
+    hub.start_epoch("epoch", 100)
+    backfill = (99, [(95, win(1), BROADCAST)])
+
+    conn = hub.connect([BROADCAST], since=90, relay_id="epoch", backfill=backfill)
+
+    assert conn.resumed is False

@@ -9,43 +9,23 @@ tells it which connections have work through the ``on_ready`` callback. Pure Pyt
 Flask, no sockets, no threads of its own.
 
 The audiences (names, members, route caches, replay rings, snapshots) live in
-:mod:`.audiences`, a browser's :class:`Connection` in :mod:`.connection`. Neither module
+:mod:`.audiences`, a browser's :class:`Connection` in :mod:`.connection`, the encoding, the
+status texts, the figures and the resume/replay batches in :mod:`.replay`. None of them
 takes the hub lock itself: every acquisition stays here, where the lock order can be checked
 in one reading, which is why this module is longer than 500 lines. How the hub works, and
 the decisions behind it:
 
-**Encode once.** :meth:`~RelayHub.publish` stamps the envelope with the next hub-wide
-``seq`` (the first key of the object) and serializes it to compact JSON once; that very
-``str`` object is appended to the outbox of every matching connection of the audience it
-was published to, found in that audience's route cache.
-
-**Seq and resume.** ``seq`` increases hub-wide, so each connection sees increasing, gapped
-values. A browser resumes with ``since`` = the highest ``seq`` it has seen, *together with*
-the hub's :attr:`~RelayHub.relay_id` (sent in every connect-time ``RelayStatus``): a ``seq``
-from another process or an earlier hub means nothing here. ``since`` is honoured when the
-``relay_id`` matches and no message after it has left the rings of the connection's
-audiences. Then the connection starts at ``since``; otherwise it starts at the current
-``seq`` and its connect-time status says ``"resumed": false`` (the page refreshes over REST).
-
-**Replay at subscribe time.** ThrillConnect sends nothing before a ``SubscribeRequest``, so
-the replay waits for the first :meth:`~RelayHub.subscribe`: in one step under the hub lock
-(so no concurrent publish is lost or doubled) the outbox receives, merged in ``seq`` order,
-the ring messages after the connection's start that match its subscriptions, the current
-relay status if it changed after the start, and the latest ``JackpotUpdate`` of each matching
-instance (the snapshot). Merging by ``seq`` places each snapshot value exactly where a lagging
-connection's conflated outbox would have put it; as the newest value of a live jackpot, it
-normally comes after the replayed wins. Live messages follow with higher ``seq`` values. A
-later subscription adds only the snapshot of the instances it newly covers. Snapshot values
-may carry a ``seq`` lower than one already seen; they are conflatable state, so resuming from
-the highest ``seq`` seen never skips an event.
+**Encode once**, **seq and resume**, **external seq (cluster mode)** and **replay at
+subscribe time**: see :mod:`.replay`, which holds the encoding, the status texts and the
+resume and replay batches.
 
 **Threads and locks.** ``_publish_lock`` serializes publishers, so every connection receives
 messages in ``seq`` order; it is held while fanning out, during which the only foreign code
 run is ``on_ready`` (which must be quick and never block). ``_lock`` guards the hub's state
 (audiences, rings, subscriptions, counters) and is only ever held for bookkeeping; methods
-that need it held end in ``_locked``, here and in :mod:`.audiences`. Each outbox's (striped)
-lock guards that outbox. Order: publish lock, hub lock, outbox lock; ``on_ready`` and the
-audience callback run with no hub or outbox lock held.
+that need it held end in ``_locked``, here, in :mod:`.audiences` and :mod:`.replay`. Each
+outbox's (striped) lock guards that outbox. Order: publish lock, hub lock, outbox lock;
+``on_ready`` and the audience callback run with no hub or outbox lock held.
 """
 
 from __future__ import annotations
@@ -55,11 +35,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from ..models import to_json
+from . import replay
 from .audiences import (
     BROADCAST,
     UNFILTERED,
@@ -83,13 +61,17 @@ from .protocol import (
     OUTBOX_LIMIT,
     REPLAY_LIMIT,
     REPLAY_MAX_AGE,
+    check_close_code,
     relay_status,
 )
+from .replay import Backfill, HubStats, UpstreamStatus
 
 # BROADCAST, Connection and the audience names' functions are re-exported: other modules of
 # the relay import them from here.
 __all__ = [
     "BROADCAST",
+    "CLOSE_SERVICE_RESTART",
+    "Backfill",
     "Connection",
     "HubStats",
     "RelayHub",
@@ -100,62 +82,17 @@ __all__ = [
 
 logger = logging.getLogger("flask_thrillconnect.relay.hub")
 
-#: What :meth:`RelayHub.set_upstream_status` accepts.
-UpstreamStatus = Literal["connected", "reconnecting"]
-_UPSTREAM_STATUSES: Final = ("connected", "reconnecting")
+#: The close code of a new epoch (:meth:`RelayHub.start_epoch`): reconnect, resume is gone.
+CLOSE_SERVICE_RESTART: Final = 1012
 
-# Outbox keys of relay-level messages. A newer live status replaces a waiting one; the
-# connect-time status (relay_id, resumed) and a gap notice are never replaced by it.
-_STATUS_KEY: Final = "relay:status"
-_CONNECT_STATUS_KEY: Final = "relay:connect"
-_GAP_STATUS_KEY: Final = "relay:gap"
 # A bound on what a caller can make the hub hold.
 _MAX_AUDIENCES_PER_CONNECTION: Final = 8
 # Outbox locks are striped over this many locks (see the outbox module).
 _LOCK_STRIPES: Final = 64
 
 
-def _check_close_code(code: object) -> None:
-    if type(code) is not int or not 1000 <= code <= 4999:
-        raise ValueError("code must be a WebSocket close code (1000-4999)")
-
-
-def _encode(seq: int, envelope: Mapping[str, Any]) -> str:
-    body = {"seq": seq, **envelope}
-    body["seq"] = seq  # an envelope's own "seq" never wins; ours stays the first key
-    return to_json(body)
-
-
 def _ignore(_connection: Connection) -> None:
     """The ``on_ready`` of a hub whose consumer polls (tests, benchmarks)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HubStats:
-    """A snapshot of the hub's figures (:meth:`RelayHub.stats`); aggregate, no player ids.
-
-    :param connections: browser connections registered now.
-    :param player_connections: those that also joined a player audience.
-    :param player_audiences: players with at least one connection.
-    :param subscribed_connections: connections that have sent a subscription.
-    :param published: messages published (events and relay statuses).
-    :param deliveries: messages appended to outboxes, replays and snapshots included.
-    :param conflated: waiting messages replaced by a newer one of the same key.
-    :param overflow_closes: connections marked for closing with 1013.
-    :param seq: the last ``seq`` assigned.
-    :param upstream: the current upstream status.
-    """
-
-    connections: int
-    player_connections: int
-    player_audiences: int
-    subscribed_connections: int
-    published: int
-    deliveries: int
-    conflated: int
-    overflow_closes: int
-    seq: int
-    upstream: str
 
 
 class RelayHub:
@@ -213,7 +150,15 @@ class RelayHub:
         self._on_player_audience = on_player_audience
         self._clock = clock
         #: Identifies this hub's ``seq`` space; a ``since`` is honoured only with it.
-        self.relay_id: Final[str] = secrets.token_urlsafe(12)
+        self.relay_id: str = secrets.token_urlsafe(12)
+        self._limits = AudienceLimits(replay_limit, replay_max_age, snapshot_limit)
+        self._max_audiences = max_audiences
+        # External seq (see start_epoch): the epoch's first seq, below which no ring reaches.
+        self._external = False
+        self._floor = 0
+        self._local_keys = 0
+        # Resumes completed from the event stream, until the connection's first subscribe.
+        self._backfills: dict[Connection, tuple[int, list[Record]]] = {}
 
         self._publish_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -221,10 +166,8 @@ class RelayHub:
         self._seq = 0
         self._upstream: UpstreamStatus = "reconnecting"
         self._status_record: Record | None = None
-        self._connect_status_cache: tuple[tuple[int, str, bool | None], str] | None = None
-        self._audiences: AudienceTable[Connection] = AudienceTable(
-            AudienceLimits(replay_limit, replay_max_age, snapshot_limit), max_audiences
-        )
+        self._connect_status = replay.ConnectStatusTexts()
+        self._audiences: AudienceTable[Connection] = AudienceTable(self._limits, max_audiences)
         # Every registered connection, with its subscriptions (empty until it subscribes).
         self._members: dict[Connection, set[Route]] = {}
         self._subscribed: dict[Connection, None] = {}
@@ -258,7 +201,12 @@ class RelayHub:
     # -- browser connections -------------------------------------------------------------
 
     def connect(
-        self, audiences: Iterable[str], *, since: int | None = None, relay_id: str | None = None
+        self,
+        audiences: Iterable[str],
+        *,
+        since: int | None = None,
+        relay_id: str | None = None,
+        backfill: Backfill | None = None,
     ) -> Connection:
         """Register a browser connection and queue its connect-time ``RelayStatus``.
 
@@ -273,6 +221,11 @@ class RelayHub:
         :param since: the highest ``seq`` the browser saw on its previous connection.
         :param relay_id: the ``relay_id`` that came with it; ``since`` is honoured only when
             it equals :attr:`relay_id` and the rings still hold every message after it.
+        :param backfill: in external-seq mode, ``(upto, entries)``: every event after
+            ``since`` up to ``upto`` (from the cluster's event stream). When the rings do not
+            reach back to ``since`` but hold everything after ``upto``, ``since`` is honoured
+            with the entries of the connection's audiences (conflatable ones are left to the
+            snapshot), replayed at its first subscription.
         :returns: the connection; if the hub is closed, one already marked with 1001.
         """
         names = frozenset(check_audience(a) for a in audiences)
@@ -298,16 +251,15 @@ class RelayHub:
                     auds.append(aud)
                 start, resumed = self._seq, None
                 if since is not None:
-                    resumed = (
-                        relay_id == self.relay_id
-                        and since <= self._seq
-                        and all(aud.covers_locked(since, now) for aud in auds)
-                    )
+                    resumed = self._resumable_locked(auds, since, relay_id, now)
+                    if not resumed and backfill is not None and relay_id == self.relay_id:
+                        resumed = self._backfill_locked(conn, auds, since, backfill, now)
                     if resumed:
                         start = since
                 conn.start_seq, conn.resumed = start, resumed
                 self._members[conn] = set()
-                conn.enqueue(((_CONNECT_STATUS_KEY, self._connect_status_locked(start, resumed)),))
+                text = self._connect_status.text(start, self._upstream, self.relay_id, resumed)
+                conn.enqueue(((replay.CONNECT_STATUS_KEY, text),))
                 self._deliveries += 1
         if closed:
             # Never registered: subscribe and disconnect ignore it.
@@ -316,6 +268,13 @@ class RelayHub:
             self._dispatch_audience_changes()
         self._on_ready(conn)
         return conn
+
+    def can_resume(self, audiences: Iterable[str], since: int, relay_id: str | None) -> bool:
+        """Whether :meth:`connect` would honour ``since`` now without a backfill."""
+        with self._lock:
+            now = self._clock()
+            auds = [aud for name in audiences if (aud := self._audiences.get_locked(name))]
+            return bool(auds) and self._resumable_locked(auds, since, relay_id, now)
 
     def subscribe(self, conn: Connection, events: Iterable[Route]) -> None:
         """Add ``(source, event_type)`` subscriptions to ``conn`` and queue what they cover.
@@ -343,7 +302,17 @@ class RelayHub:
             auds = [self._audiences.joined_locked(name) for name in conn.audiences]
             for aud in auds:
                 aud.invalidate_routes_locked()
-            batch = self._subscription_batch_locked(conn, auds, subscriptions, before)
+            batch = replay.subscription_batch_locked(
+                conn.start_seq,
+                auds,
+                subscriptions,
+                before,
+                now=self._clock(),
+                backfill=None if before else self._backfills.pop(conn, None),
+                status_record=self._status_record,
+                upstream=self._upstream,
+                relay_id=self.relay_id,
+            )
             if not before:
                 self._subscribed[conn] = None
                 self._subscribed_groups = None
@@ -366,7 +335,7 @@ class RelayHub:
         What waits in its outbox is dropped; the first code asked for wins. It stays
         registered until :meth:`disconnect`.
         """
-        _check_close_code(code)
+        check_close_code(code)
         if conn.mark_closed(code):
             self._on_ready(conn)
 
@@ -374,6 +343,7 @@ class RelayHub:
         """Remove ``conn`` from the hub (idempotent); marks it with 1000 if not yet marked."""
         with self._lock:
             subscriptions = self._members.pop(conn, None)
+            self._backfills.pop(conn, None)
             if subscriptions is None:
                 return
             for name in conn.audiences:
@@ -397,7 +367,9 @@ class RelayHub:
 
     # -- publishing ----------------------------------------------------------------------
 
-    def publish(self, envelope: Mapping[str, Any], audience: str) -> int | None:
+    def publish(
+        self, envelope: Mapping[str, Any], audience: str, *, seq: int | None = None
+    ) -> int | None:
         """Relay an upstream envelope to the connections of ``audience``; never blocks on one.
 
         ``JackpotUpdate`` envelopes (``data.id`` naming the instance) conflate per instance
@@ -407,21 +379,40 @@ class RelayHub:
         :param envelope: a ThrillConnect envelope (``msg_type``, ``source``, ``msg_name``,
             ``data``, ...), JSON-serializable; the hub adds ``seq``.
         :param audience: :data:`BROADCAST` or a :func:`player_audience`.
-        :returns: the ``seq`` assigned, or ``None`` when the hub is closed.
+        :param seq: the event's ``seq`` from outside (external-seq mode, see
+            :meth:`start_epoch`); it must be larger than :attr:`last_seq`, else the event is
+            ignored. Without it, the next ``seq`` (external-seq mode: the last one).
+        :returns: the ``seq`` assigned, or ``None`` when the hub is closed or ``seq`` was
+            not larger than the last.
         :raises TypeError: the envelope is not JSON-serializable (nothing was recorded).
         """
         check_audience(audience)
         if not isinstance(envelope, Mapping):
             raise TypeError("envelope must be a mapping")
+        if seq is not None and (type(seq) is not int or seq < 0):
+            raise ValueError("seq must be an int >= 0")
         route = route_of(envelope)
         conflation_key = conflation_key_of(envelope)
         with self._publish_lock:
             if self._closed:
                 return None
             # Only publishers (holding the publish lock) advance seq.
-            seq = self._seq + 1
-            text = _encode(seq, envelope)
-            key: OutboxKey = seq if conflation_key is None else conflation_key
+            key: OutboxKey
+            if seq is not None:
+                if seq <= self._seq:
+                    return None
+                key = seq
+            elif self._external:
+                # Never a seq a later stream entry will carry; a key of its own (negative,
+                # so it is never conflated with the stream entry of the same seq).
+                seq = self._seq
+                self._local_keys += 1
+                key = -self._local_keys
+            else:
+                seq = key = self._seq + 1
+            if conflation_key is not None:
+                key = conflation_key
+            text = replay.encode(seq, envelope)
             with self._lock:
                 if self._closed:
                     return None
@@ -448,24 +439,68 @@ class RelayHub:
 
         :returns: whether the status changed.
         """
-        if status not in _UPSTREAM_STATUSES:
-            raise ValueError(f"upstream status must be one of {_UPSTREAM_STATUSES}")
+        if status not in replay.UPSTREAM_STATUSES:
+            raise ValueError(f"upstream status must be one of {replay.UPSTREAM_STATUSES}")
         with self._publish_lock:
             if self._closed or status == self._upstream:
                 return False
-            seq = self._seq + 1
-            text = _encode(seq, relay_status({"upstream": status}))
+            # External-seq mode: the last seq, never one a later stream entry will carry.
+            seq = self._seq if self._external else self._seq + 1
+            text = replay.encode(seq, relay_status({"upstream": status}))
             with self._lock:
                 self._seq = seq
                 self._upstream = status
-                self._status_record = Record(seq, self._clock(), UNFILTERED, _STATUS_KEY, text)
+                record = Record(seq, self._clock(), UNFILTERED, replay.STATUS_KEY, text)
+                self._status_record = record
                 if self._subscribed_groups is None:
                     self._subscribed_groups = group_by_lock(self._subscribed)
                 recipients = self._subscribed_groups
                 self._published += 1
-            counts = fan_out(recipients, _STATUS_KEY, text, self._on_ready)
+            counts = fan_out(recipients, replay.STATUS_KEY, text, self._on_ready)
             self._count(counts)
         return True
+
+    # -- epochs (cluster mode) ----------------------------------------------------------
+
+    def start_epoch(self, relay_id: str, seq: int, *, external: bool = True) -> None:
+        """Start a new ``seq`` space: ``relay_id`` and the last ``seq`` become these.
+
+        The rings and snapshots are cleared and every connection is closed with
+        :data:`CLOSE_SERVICE_RESTART` (1012): the browsers reconnect, and a ``since`` of the
+        old space gets ``"resumed": false``. With ``external`` (cluster mode),
+        :meth:`publish` is then given each event's ``seq``, and the hub's own messages take
+        the last ``seq`` (see the module docstring); without it, the hub numbers events
+        itself again, from ``seq`` on.
+        """
+        if not isinstance(relay_id, str) or not relay_id:
+            raise ValueError("relay_id must be a non-empty string")
+        if type(seq) is not int or seq < 0:
+            raise ValueError("seq must be an int >= 0")
+        with self._publish_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                connections = list(self._members.items())
+                for conn, subscriptions in connections:
+                    for name in conn.audiences:
+                        self._audiences.leave_locked(name, conn, subscribed=bool(subscriptions))
+                self._members.clear()
+                self._subscribed.clear()
+                self._subscribed_groups = ()
+                self._backfills.clear()
+            # Report the players who left before their audiences are forgotten.
+            self._dispatch_audience_changes()
+            with self._lock:
+                self._audiences = AudienceTable(self._limits, self._max_audiences)
+                self.relay_id = relay_id
+                self._seq = self._floor = seq
+                self._external = external
+                self._status_record = None
+                self._connect_status.clear()
+        for conn, _ in connections:
+            if conn.mark_closed(CLOSE_SERVICE_RESTART):
+                self._on_ready(conn)
+        logger.info("relay hub: new epoch; %d connections told to reconnect", len(connections))
 
     # -- lifecycle and figures -----------------------------------------------------------
 
@@ -475,7 +510,7 @@ class RelayHub:
         Later :meth:`publish` calls are ignored and :meth:`connect` answers connections
         already marked with 1001. Connections stay registered until disconnected.
         """
-        _check_close_code(code)
+        check_close_code(code)
         with self._publish_lock, self._lock:
             self._closed = True
             connections = list(self._members)
@@ -503,54 +538,37 @@ class RelayHub:
 
     # -- internals (the *_locked ones need self._lock) -----------------------------------
 
+    def _resumable_locked(
+        self, auds: list[Audience[Connection]], since: int, relay_id: str | None, now: float
+    ) -> bool:
+        return (
+            relay_id == self.relay_id
+            and self._floor <= since <= self._seq
+            and all(aud.covers_locked(since, now) for aud in auds)
+        )
+
+    def _backfill_locked(
+        self,
+        conn: Connection,
+        auds: list[Audience[Connection]],
+        since: int,
+        backfill: Backfill,
+        now: float,
+    ) -> bool:
+        """Keep ``backfill`` for ``conn`` if it joins the rings; returns whether it does."""
+        upto, floor = backfill[0], self._floor
+        if not (self._external and replay.backfill_joins_locked(auds, since, upto, floor, now)):
+            return False
+        records = replay.backfill_records(conn.audiences, since, backfill, now)
+        self._backfills[conn] = (upto, records)
+        return True
+
     def _count(self, counts: tuple[int, int, int]) -> None:
         delivered, conflated, overflowed = counts
         with self._lock:
             self._deliveries += delivered
             self._conflated += conflated
             self._overflow_closes += overflowed
-
-    def _subscription_batch_locked(
-        self,
-        conn: Connection,
-        auds: list[Audience[Connection]],
-        subscriptions: AbstractSet[Route],
-        before: AbstractSet[Route],
-    ) -> list[tuple[OutboxKey, str]]:
-        """What a subscription change queues, in seq order (see the module docstring)."""
-        now = self._clock()
-        records: list[Record] = []
-        if not before:  # the first subscription
-            start = conn.start_seq
-            if not all(aud.covers_locked(start, now) for aud in auds):
-                # The ring lost messages after the start while the browser dawdled.
-                gap = _encode(start, relay_status(self._status_data(resumed=False)))
-                records.append(Record(start, now, UNFILTERED, _GAP_STATUS_KEY, gap))
-            for aud in auds:
-                records.extend(aud.replay_locked(start, subscriptions))
-            status = self._status_record
-            if status is not None and status.seq > start:
-                records.append(status)
-        for aud in auds:
-            records.extend(aud.newly_covered_snapshot_locked(subscriptions, before))
-        records.sort(key=lambda record: record.seq)
-        return [(record.key, record.text) for record in records]
-
-    def _status_data(self, resumed: bool | None) -> dict[str, Any]:
-        data: dict[str, Any] = {"upstream": self._upstream, "relay_id": self.relay_id}
-        if resumed is not None:
-            data["resumed"] = resumed
-        return data
-
-    def _connect_status_locked(self, start: int, resumed: bool | None) -> str:
-        # A reconnect storm shares one text per (start, upstream, resumed).
-        cache_key = (start, self._upstream, resumed)
-        cached = self._connect_status_cache
-        if cached is not None and cached[0] == cache_key:
-            return cached[1]
-        text = _encode(start, relay_status(self._status_data(resumed)))
-        self._connect_status_cache = (cache_key, text)
-        return text
 
     def _dispatch_audience_changes(self) -> None:
         """Report player audiences' first/last connection, one call at a time, no lock held."""

@@ -27,6 +27,7 @@ __all__ = [
     "RATE_PER_SECOND",
     "REPLAY_LIMIT",
     "REPLAY_MAX_AGE",
+    "check_close_code",
     "close_reason",
     "error_envelope",
     "relay_status",
@@ -78,6 +79,12 @@ CLOSE_GRACE: Final = 10.0
 CLOSE_TIMEOUT: Final = 1.0
 
 # -- envelopes --------------------------------------------------------------------------------
+
+
+def check_close_code(code: object) -> None:
+    """Raise :class:`ValueError` unless ``code`` is a WebSocket close code (1000-4999)."""
+    if type(code) is not int or not 1000 <= code <= 4999:
+        raise ValueError("code must be a WebSocket close code (1000-4999)")
 
 
 def relay_status(data: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,29 @@ event of the operator, player-targeted ones included). Without it, each player
 whose browser is connected gets a player stream with their wallet token, shared
 by all their tabs and closed when the last one leaves; brand broadcasts are taken
 from one of those streams only (the "primary"), so each reaches browsers once.
+
+**Cluster mode** (``THRILLCONNECT_REDIS_URL`` with a service token), started lazily by the
+first browser (so in the worker, after any fork):
+
+- every process reads the cluster's event stream (:class:`~.cluster.EventReader`) and
+  publishes each entry to its hub with the entry's ``seq`` (the stream's epoch is the hub's
+  ``relay_id``), routed by the same rules as before, feeding the cache as before;
+- the processes holding a lease slot (``THRILLCONNECT_STREAM_HOLDERS``) run the upstream
+  service stream and append each envelope to the stream (fenced, de-duplicated) instead of
+  publishing it; a holder that loses its slot stops its upstream stream;
+- upstream status: each holder appends a ``RelayStatus`` entry naming its slot when its
+  stream goes up or down, and again every :data:`~.cluster_mode.STATUS_HEARTBEAT` seconds.
+  Every process says "connected" while some slot's latest status, seen less than
+  :data:`~.cluster_mode.STATUS_TTL` seconds ago, says so (a killed holder's "connected"
+  lapses after that);
+- a browser resuming with the stream's epoch and a ``since`` older than the process's rings
+  is backfilled from the stream (at most :data:`~.cluster_mode.BACKFILL_LIMIT` entries);
+- when Redis does not answer (at start, or later), the process falls back to per-process
+  mode (its own upstream stream, ``seq`` and ``relay_id``; browsers are closed with 1012 and
+  reconnect), logs it once, and stays in that mode until it restarts.
+
+That machinery is :class:`~.cluster_mode.ClusterFeed`, which the :class:`Relay` owns; this
+module keeps per-process mode and the routing rules both modes share.
 """
 
 from __future__ import annotations
@@ -28,7 +51,8 @@ from ..limits import MAX_UPSTREAM_MESSAGE_BYTES
 from ..models import parse_json, player_opt_in_request_json
 from ..optin import send_opt_in
 from ..player import Player
-from .hub import BROADCAST, Connection, RelayHub, player_audience
+from .cluster_mode import ClusterFeed, ClusterMode
+from .hub import BROADCAST, Connection, RelayHub, UpstreamStatus, player_audience
 from .protocol import error_envelope
 from .upstream import CONNECTED, UpstreamSupervisor
 from .writer import SocketWriter
@@ -78,6 +102,17 @@ class Relay:
         self._known_instances: OrderedDict[str, None] = OrderedDict()
         self._refreshing = threading.Lock()
         self._closed = False
+        self._cluster = ClusterFeed(
+            settings,
+            self.hub,
+            lock=self._lock,
+            closed=lambda: self._closed,
+            audience=lambda envelope: self._audience(envelope, None),
+            deliver=self._deliver_entry,
+            start_service_stream=self._ensure_service_stream,
+            service_stream=lambda: self._service_stream,
+            take_service_stream=self._take_service_stream_locked,
+        )
 
     # -- browsers ---------------------------------------------------------------------------
 
@@ -91,8 +126,13 @@ class Relay:
                 # The latest Player wins: it carries the freshest wallet token.
                 self._players[player.id] = player
             audiences.append(player_audience(player.id))
-        connection = self.hub.connect(audiences, since=since, relay_id=relay_id)
-        if self.settings.service_token:
+        backfill = None
+        if self._uses_cluster():
+            self._cluster.start()
+            if since is not None and relay_id is not None:
+                backfill = self._cluster.backfill(audiences, since, relay_id)
+        connection = self.hub.connect(audiences, since=since, relay_id=relay_id, backfill=backfill)
+        if self.settings.service_token and self.cluster_mode in ("off", "fallback"):
             self._ensure_service_stream()
         return connection
 
@@ -272,6 +312,8 @@ class Relay:
         if audience is None:
             return
         relayed = {key: envelope.get(key) for key in ENVELOPE_KEYS}
+        if stream_player is None and self._cluster.append(relayed):
+            return  # every process's reader publishes it
         self._feed_cache(relayed)
         self.hub.publish(relayed, audience)
 
@@ -312,12 +354,13 @@ class Relay:
     def _on_state(self, state: str, reconnected: bool, stream_player: str | None) -> None:
         if not self._is_primary(stream_player):
             return
-        if state == CONNECTED:
-            self.hub.set_upstream_status("connected")
-            if reconnected:
-                self._refresh_snapshot_soon()
+        status: UpstreamStatus = "connected" if state == CONNECTED else "reconnecting"
+        if stream_player is None and self._cluster.append_status(status):
+            pass  # every process derives its status from the holders' entries
         else:
-            self.hub.set_upstream_status("reconnecting")
+            self.hub.set_upstream_status(status)
+        if state == CONNECTED and reconnected:
+            self._refresh_snapshot_soon()
 
     def _refresh_snapshot_soon(self) -> None:
         """After a reconnect, events may have been missed: re-read the tickers over REST."""
@@ -339,7 +382,9 @@ class Relay:
                 except ThrillConnectError as exc:
                     logger.info("ticker refresh of %s failed: %s", instance_id, exc)
                     continue
-                self.hub.publish(self._update_from_ticker(answer.result.entry.value), BROADCAST)
+                update = self._update_from_ticker(answer.result.entry.value)
+                if not self._cluster.append(update):
+                    self.hub.publish(update, BROADCAST)
         finally:
             self._refreshing.release()
 
@@ -365,6 +410,24 @@ class Relay:
             "timestamp": int(time.time() * 1000),
         }
 
+    # -- cluster mode (see .cluster_mode) ------------------------------------------------
+
+    @property
+    def cluster_mode(self) -> ClusterMode:
+        """``off``, ``starting``, ``redis`` or ``fallback`` (see the module docstring)."""
+        return self._cluster.mode
+
+    def _uses_cluster(self) -> bool:
+        return bool(self.settings.redis_url and self.settings.service_token)
+
+    def _deliver_entry(self, envelope: dict[str, Any], audience: str, seq: int) -> None:
+        self._feed_cache(envelope)
+        self.hub.publish(envelope, audience, seq=seq)
+
+    def _take_service_stream_locked(self) -> UpstreamSupervisor | None:
+        stream, self._service_stream = self._service_stream, None
+        return stream
+
     # -- operations -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -385,8 +448,10 @@ class Relay:
                 "streams": len(players),
                 "connected": states.count(CONNECTED),
             }
+        cluster = self._cluster.stats() if self.settings.redis_url is not None else {}
         return {
             "upstream": streams,
+            **cluster,
             "browsers": hub.connections,
             "published": hub.published,
             "deliveries": hub.deliveries,
@@ -413,6 +478,7 @@ class Relay:
         while self.writer.peers and time.monotonic() < deadline:
             time.sleep(0.02)
         self.writer.close(timeout=max(0.1, deadline - time.monotonic()))
+        self._cluster.stop(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
         for stream in streams:
             stream.stop(timeout=max(0.1, deadline - time.monotonic()))
 

@@ -1,0 +1,195 @@
+"""Cluster mode of the relay: two portals ("processes") on one Redis, real sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from portal_fixtures import LiveServer
+from websockets.sync.client import connect
+
+pytest_plugins = ("redis_fixtures",)
+
+SUBSCRIBE_ALL = {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "*"}]}}
+RECV_TIMEOUT = 5.0
+
+
+class Client:
+    """A browser's relay socket; every receive bounded."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.seen: list[dict[str, Any]] = []
+
+    def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(self.connection.recv(timeout=timeout))
+        self.seen.append(message)
+        return message
+
+    def recv_until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = RECV_TIMEOUT
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching message within {timeout} s")
+            message = self.recv(timeout=remaining)
+            if predicate(message):
+                return message
+
+    def recv_named(self, name: str, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        return self.recv_until(lambda m: m.get("msg_name") == name, timeout)
+
+    def connected(self, timeout: float = 10.0) -> None:
+        self.recv_until(
+            lambda m: m["msg_name"] == "RelayStatus" and m["data"]["upstream"] == "connected",
+            timeout,
+        )
+
+
+@pytest.fixture
+def open_relay() -> Iterator[Callable[..., Client]]:
+    with ExitStack() as stack:
+
+        def open_socket(server: LiveServer, subscribe: bool = True, **query: Any) -> Client:
+            url = server.url.replace("http://", "ws://") + "/thrillconnect/v1/events"
+            if query:
+                url += "?" + urlencode(query)
+            connection = stack.enter_context(
+                connect(url, origin=server.url, open_timeout=5, close_timeout=2)
+            )
+            client = Client(connection)
+            if subscribe:
+                client.connection.send(json.dumps(SUBSCRIBE_ALL))
+            return client
+
+        yield open_socket
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s")
+        time.sleep(0.05)
+
+
+def service_connections(sim: Any) -> int:
+    count: int = sim.stats()["connections"]["service"]
+    return count
+
+
+def primed(client: Client, sim: Any) -> Client:
+    """Wait until events from upstream reach ``client`` (a tick arrives), then drain."""
+    client.connected()
+    for _ in range(40):
+        sim.tick()
+        try:
+            client.recv_named("JackpotUpdate", timeout=0.5)
+            break
+        except (AssertionError, TimeoutError):
+            continue
+    else:
+        raise AssertionError("no tick reached the browser")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            client.recv(timeout=0.3)
+        except TimeoutError:
+            break
+    return client
+
+
+def two_portals(make_live_portal: Any, url: str, **config: Any) -> tuple[LiveServer, LiveServer]:
+    return (
+        make_live_portal(THRILLCONNECT_REDIS_URL=url, **config),
+        make_live_portal(THRILLCONNECT_REDIS_URL=url, **config),
+    )
+
+
+@pytest.mark.parametrize("holders", [1, 2])
+def test_two_portals_share_the_holders_service_connections(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay, holders
+):
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=holders)
+    primed(open_relay(a), thrillconnect_sim)
+    primed(open_relay(b), thrillconnect_sim)
+
+    wait_for(lambda: service_connections(thrillconnect_sim) == holders)
+    time.sleep(1.0)  # a settled cluster: no further connection opens
+
+    assert service_connections(thrillconnect_sim) == holders
+    stats = [portal.app.extensions["thrillconnect"].relay.stats() for portal in (a, b)]
+    assert [s["cluster"] for s in stats] == ["redis", "redis"]
+    assert sum(s["holder"] for s in stats) == holders
+
+
+def test_without_redis_each_portal_has_its_own_service_connection(
+    make_live_portal, thrillconnect_sim, open_relay
+):
+    a, b = make_live_portal(), make_live_portal()
+    primed(open_relay(a), thrillconnect_sim)
+    primed(open_relay(b), thrillconnect_sim)
+
+    wait_for(lambda: service_connections(thrillconnect_sim) == 2)
+
+
+def test_a_win_reaches_browsers_of_both_portals_with_the_same_seq(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=1)
+    on_a = primed(open_relay(a), thrillconnect_sim)
+    on_b = primed(open_relay(b), thrillconnect_sim)
+
+    event = thrillconnect_sim.win(thrillconnect_sim.instance_ids["sitewide"])
+    win_a, win_b = on_a.recv_named("WinEvent"), on_b.recv_named("WinEvent")
+
+    assert win_a["data"]["timestamp"] == win_b["data"]["timestamp"] == event["timestamp"]
+    assert win_a["seq"] == win_b["seq"]
+    assert on_a.seen[0]["data"]["relay_id"] == on_b.seen[0]["data"]["relay_id"]
+
+
+def test_a_browser_resumes_on_another_portal_without_missing_a_win(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    instance = thrillconnect_sim.instance_ids["sitewide"]
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=1)
+    watcher = primed(open_relay(b), thrillconnect_sim)  # b is up and reading
+    leaving = primed(open_relay(a), thrillconnect_sim)
+    relay_id = leaving.seen[0]["data"]["relay_id"]
+    thrillconnect_sim.win(instance)
+    last_seq = leaving.recv_named("WinEvent")["seq"]
+    leaving.connection.close()
+
+    missed = [thrillconnect_sim.win(instance) for _ in range(3)]
+    for _ in missed:
+        watcher.recv_named("WinEvent")  # b has published them all
+    resumed = open_relay(b, subscribe=False, since=str(last_seq), relay_id=relay_id)
+    first = resumed.recv_named("RelayStatus")
+    resumed.connection.send(json.dumps(SUBSCRIBE_ALL))
+    wins = [resumed.recv_named("WinEvent") for _ in range(3)]
+
+    assert first["data"]["resumed"] is True
+    assert [w["data"]["timestamp"] for w in wins] == [e["timestamp"] for e in missed]
+    assert all(w["seq"] > last_seq for w in wins)
+
+
+def test_without_redis_at_start_a_portal_falls_back_to_its_own_stream(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    url = redis_server.url
+    redis_server.stop()
+    portal = make_live_portal(THRILLCONNECT_REDIS_URL=url)
+
+    client = primed(open_relay(portal), thrillconnect_sim)
+    thrillconnect_sim.win(thrillconnect_sim.instance_ids["sitewide"])
+
+    assert client.recv_named("WinEvent")["msg_name"] == "WinEvent"
+    assert portal.app.extensions["thrillconnect"].relay.stats()["cluster"] == "fallback"
+    assert service_connections(thrillconnect_sim) == 1
