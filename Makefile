@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m bench.proxy_cache
 	$(PY) -m bench.hub_fanout
 	$(PY) -m bench.relay_fanout --clients 1000 2000
+	$(PY) -m bench.cluster
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html

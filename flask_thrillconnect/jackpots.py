@@ -201,7 +201,7 @@ class JackpotService:
 
     # -- operations -------------------------------------------------------------------------
 
-    def cache_stats(self) -> dict[str, int]:
+    def cache_stats(self) -> dict[str, int | str]:
         """The cache's figures for ``/health``."""
         return self._cache.stats()
 

@@ -121,12 +121,15 @@ class State:
         """Upstream REST status (probed in the background) and cache figures, within ~1 s."""
         rest = self.rest_probe.status()
         relay = self.relay.stats()
+        cache = self.service.cache_stats()
         stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
+        # Cluster mode fell back to per-process: players are served, the cluster is not one.
+        cluster_ok = relay.get("cluster") != "fallback" and cache.get("mode") != "fallback"
         return {
-            "status": "ok" if rest["ok"] and stream_ok else "degraded",
+            "status": "ok" if rest["ok"] and stream_ok and cluster_ok else "degraded",
             "upstream": {"rest": rest, "stream": relay.pop("upstream")},
             "relay": relay,
-            "cache": self.service.cache_stats(),
+            "cache": cache,
         }
 
     def _probe_rest(self) -> dict[str, Any]:

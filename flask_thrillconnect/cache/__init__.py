@@ -1,12 +1,15 @@
-"""Caching of upstream responses: :class:`ResponseCache` over a :class:`Storage` backend."""
+"""Caching of upstream responses: :class:`ResponseCache` over a :class:`Storage` backend
+(in-process, or shared by the cluster through Redis: a :class:`ClusterStorage`)."""
 
-from flask_thrillconnect.cache.response_cache import (
+from flask_thrillconnect.cache.coordination import ClusterStorage
+from flask_thrillconnect.cache.response_cache import ResponseCache
+from flask_thrillconnect.cache.results import (
     CacheClosed,
     CacheError,
+    CacheLeaderFailed,
     CacheResult,
     CacheStatus,
     CacheWaitTimeout,
-    ResponseCache,
 )
 from flask_thrillconnect.cache.storage import (
     Entry,
@@ -20,9 +23,11 @@ from flask_thrillconnect.cache.storage import (
 __all__ = [
     "CacheClosed",
     "CacheError",
+    "CacheLeaderFailed",
     "CacheResult",
     "CacheStatus",
     "CacheWaitTimeout",
+    "ClusterStorage",
     "Entry",
     "MemoryStorage",
     "ResponseCache",

@@ -4,6 +4,11 @@ stale-if-error, over any :class:`~flask_thrillconnect.cache.storage.Storage`.
 It is built for gunicorn ``gthread`` workers: a cold key costs one upstream fetch however many
 threads ask for it at once, an expired key is answered at once while one background refresh
 runs, and a failing upstream is asked at most once per back-off period per key.
+
+Over a :class:`~flask_thrillconnect.cache.coordination.ClusterStorage` (Redis, in cluster mode)
+the same holds for the whole cluster: the one thread of each process that would fetch first
+claims the key's cluster-wide lead; the process that gets it fetches, the others follow (wait
+for its entry), and a failure's back-off is kept in the shared store.
 """
 
 from __future__ import annotations
@@ -12,29 +17,18 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from typing import Literal
 
-from ..errors import ThrillConnectError
+from .coordination import BackingOff, ClusterStorage, Lead
+from .flight import Backoffs, Counters, Flight
+from .results import CacheClosed, CacheLeaderFailed, CacheResult, CacheWaitTimeout
 from .storage import Entry, MemoryStorage, Storage, make_entry
 
-__all__ = [
-    "CacheClosed",
-    "CacheError",
-    "CacheResult",
-    "CacheStatus",
-    "CacheWaitTimeout",
-    "ResponseCache",
-]
+__all__ = ["ResponseCache"]
 
 logger = logging.getLogger("flask_thrillconnect.cache")
-
-#: nginx's ``X-Cache`` vocabulary.
-CacheStatus = Literal["HIT", "MISS", "STALE", "UPDATING"]
 
 _STAT_OF_STATUS: dict[str, str] = {
     "HIT": "hits",
@@ -42,76 +36,18 @@ _STAT_OF_STATUS: dict[str, str] = {
     "STALE": "stale",
     "UPDATING": "updating",
 }
-# Keys whose upstream failed are remembered for the back-off; bounded like everything else.
-_MAX_BACKOFF_KEYS = 10_000
-
-
-class CacheError(ThrillConnectError):
-    """Base class of the errors raised by :class:`ResponseCache` itself."""
-
-
-class CacheWaitTimeout(CacheError, TimeoutError):
-    """Another request's upstream fetch of the same key did not finish within ``wait_timeout``."""
-
-    code = 504
-    error = "upstream_timeout"
-
-
-class CacheClosed(CacheError):
-    """The cache was closed before a queued background refresh could run."""
-
-
-@dataclass(frozen=True, slots=True)
-class CacheResult:
-    """What :meth:`ResponseCache.lookup` answers.
-
-    :param entry: the cached body, its ETag and lifetime.
-    :param status: ``HIT`` (fresh), ``MISS`` (fetched for this request or the one it waited
-        for), ``STALE`` (upstream failing, an older copy stands in) or ``UPDATING`` (expired
-        copy served while a background refresh runs).
-    """
-
-    entry: Entry
-    status: CacheStatus
 
 
 def _always_upstream_failure(exc: BaseException) -> bool:
     return True
 
 
-class _Flight:
-    """One fetch in progress for one key; other callers of that key wait on it."""
-
-    __slots__ = ("done", "error", "result", "superseded")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: CacheResult | None = None
-        self.error: BaseException | None = None
-        # Set when put()/invalidate() run during the fetch: its older value must not be stored.
-        self.superseded = False
-
-
-class _Counters:
-    """Thread-safe event counters for :meth:`ResponseCache.stats`."""
-
-    def __init__(self, *names: str) -> None:
-        self._lock = threading.Lock()
-        self._values = dict.fromkeys(names, 0)
-
-    def incr(self, name: str) -> None:
-        with self._lock:
-            self._values[name] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._values)
-
-
 class ResponseCache:
     """Cache of serialized upstream responses, safe to share between threads.
 
-    :param storage: where entries live; a :class:`MemoryStorage` on ``clock`` by default.
+    :param storage: where entries live; a :class:`MemoryStorage` on ``clock`` by default. Over
+        a :class:`ClusterStorage` (cluster mode), single-flight, refreshes and back-offs hold
+        for every process sharing it.
     :param stale_ttl: seconds an expired entry may stand in (refresh running, upstream down).
     :param wait_timeout: seconds a caller waits for another caller's fetch of the same key
         before :class:`CacheWaitTimeout` is raised.
@@ -124,6 +60,9 @@ class ResponseCache:
         stale without asking upstream again.
     :param max_pending_refreshes: background refreshes queued or running at most; beyond it an
         expired key is fetched by the request itself.
+    :param lock_ttl: over a :class:`ClusterStorage`, seconds a process's lead of a key lasts
+        at most (the lock's expiry), so a leader that died blocks the key no longer;
+        ``wait_timeout`` by default (as long as a fetch may take).
     """
 
     def __init__(
@@ -137,12 +76,18 @@ class ResponseCache:
         refresh_workers: int = 4,
         failure_backoff: float = 1.0,
         max_pending_refreshes: int = 256,
+        lock_ttl: float | None = None,
     ) -> None:
         if stale_ttl < 0 or wait_timeout <= 0 or failure_backoff < 0:
             raise ValueError("stale_ttl and failure_backoff must be >= 0, wait_timeout > 0")
+        if lock_ttl is not None and lock_ttl <= 0:
+            raise ValueError("lock_ttl must be positive")
         if refresh_workers < 1 or max_pending_refreshes < 1:
             raise ValueError("refresh_workers and max_pending_refreshes must be at least 1")
         self.storage: Storage = storage if storage is not None else MemoryStorage(clock=clock)
+        # A storage shared by processes also coordinates their fetches; None: one process.
+        self._cluster = storage if isinstance(storage, ClusterStorage) else None
+        self._lock_ttl = lock_ttl if lock_ttl is not None else wait_timeout
         self._stale_ttl = stale_ttl
         self._wait_timeout = wait_timeout
         self._clock = clock
@@ -150,7 +95,7 @@ class ResponseCache:
         self._refresh_workers = refresh_workers
         self._failure_backoff = failure_backoff
         self._max_pending_refreshes = max_pending_refreshes
-        self._counters = _Counters(
+        self._counters = Counters(
             "hits", "misses", "stale", "updating", "coalesced", "fetches", "fetch_errors"
         )
         # _lock guards the bookkeeping below and is never held while fetching or waiting.
@@ -158,9 +103,9 @@ class ResponseCache:
         # before them never overwrites their newer state. Order: _write_lock, then _lock.
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._flights: dict[str, _Flight] = {}
-        self._refreshing: set[_Flight] = set()
-        self._backoff_until: OrderedDict[str, float] = OrderedDict()
+        self._flights: dict[str, Flight] = {}
+        self._refreshing: set[Flight] = set()
+        self._backoffs = Backoffs()
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._closed = False
@@ -186,33 +131,42 @@ class ResponseCache:
             flight = self._flights.get(key)
             if entry is not None and flight is not None:
                 return self._counted(CacheResult(entry, "UPDATING"))
-            if entry is not None and self._backing_off(key, now):
+            if entry is not None and self._backoffs.active(key, now):
                 return self._counted(CacheResult(entry, "STALE"))
             if flight is not None:
                 self._counters.incr("coalesced")
                 waiting = True
             else:
-                flight = self._flights[key] = _Flight()
+                flight = self._flights[key] = Flight()
                 waiting = False
                 pool = self._refresh_pool() if entry is not None else None
                 if pool is not None:
                     self._refreshing.add(flight)
         if waiting:
             return self._wait_for(key, flight)
+        lead: Lead | None = None
+        if self._cluster is not None:
+            claimed = self._claim(key, flight, entry)
+            if not isinstance(claimed, Lead):
+                return self._counted(claimed)
+            lead = claimed
         if (
             entry is not None
             and pool is not None
-            and self._start_refresh(pool, key, flight, fetch, ttl)
+            and self._start_refresh(pool, key, flight, fetch, ttl, lead)
         ):
             return self._counted(CacheResult(entry, "UPDATING"))
-        return self._counted(self._lead(key, flight, fetch, ttl))
+        return self._counted(self._lead(key, flight, fetch, ttl, lead))
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | str]:
         """Counters since start: ``hits``, ``misses``, ``stale``, ``updating`` (answers by
         status), ``coalesced`` (requests that waited for another's fetch), ``fetches``,
-        ``fetch_errors``, and ``entries`` (held now)."""
-        counts = self._counters.snapshot()
+        ``fetch_errors``, and ``entries`` (held now); over a :class:`ClusterStorage`, its
+        figures too (``mode``: ``"redis"`` or ``"fallback"``)."""
+        counts: dict[str, int | str] = dict(self._counters.snapshot())
         counts["entries"] = len(self.storage)
+        if self._cluster is not None:
+            counts.update(self._cluster.stats())
         return counts
 
     # -- writing -----------------------------------------------------------------------------
@@ -266,16 +220,23 @@ class ResponseCache:
         for flight in running:
             if not flight.done.wait(max(0.0, deadline - time.monotonic())):
                 logger.warning("cache closed with background refreshes still running")
-                return
+                break
+        self.storage.close()
 
     # -- single flight -----------------------------------------------------------------------
 
     def _lead(
-        self, key: str, flight: _Flight, fetch: Callable[[], bytes], ttl: float
+        self,
+        key: str,
+        flight: Flight,
+        fetch: Callable[[], bytes],
+        ttl: float,
+        lead: Lead | None = None,
     ) -> CacheResult:
-        """Run ``flight`` for ``key`` and hand its outcome to the callers waiting on it."""
+        """Run ``flight`` for ``key`` (holding the cluster's ``lead`` of it, if any) and hand
+        its outcome to the callers waiting on it."""
         try:
-            result = self._fetch_and_store(key, flight, fetch, ttl)
+            result = self._fetch_and_store(key, flight, fetch, ttl, lead)
         except BaseException as exc:
             self._finish(key, flight, error=exc)
             raise
@@ -283,47 +244,69 @@ class ResponseCache:
         return result
 
     def _fetch_and_store(
-        self, key: str, flight: _Flight, fetch: Callable[[], bytes], ttl: float
+        self,
+        key: str,
+        flight: Flight,
+        fetch: Callable[[], bytes],
+        ttl: float,
+        lead: Lead | None,
     ) -> CacheResult:
         now = self._clock()
         # Another leader may have stored the value between our miss and our taking the lead.
         current = self._usable(self.storage.get(key), now)
         if current is not None and current.is_fresh(now):
+            self._release(lead)
             return CacheResult(current, "HIT")
         self._counters.incr("fetches")
         try:
             value = fetch()
         except Exception as exc:
             self._counters.incr("fetch_errors")
-            stale = self._stand_in_for_failure(key, flight, exc)
+            stale = self._stand_in_for_failure(key, flight, exc, lead)
             if stale is None:
                 raise
             return CacheResult(stale, "STALE")
+        except BaseException:
+            self._release(lead)
+            raise
         if not isinstance(value, bytes):
+            self._release(lead)
             raise TypeError(f"fetch must return bytes, not {type(value).__name__}")
         entry = make_entry(value, now=self._clock(), ttl=ttl, stale_ttl=self._stale_ttl)
+        self._store(key, flight, entry, lead)
+        return CacheResult(entry, "MISS")
+
+    def _store(self, key: str, flight: Flight, entry: Entry | None, lead: Lead | None) -> None:
+        """Write what ``flight`` fetched (``None``: a definitive answer, drop the key) unless
+        put()/invalidate() superseded it meanwhile; in a cluster, only while ``lead`` is the
+        newest writer of the key (its fencing token)."""
         with self._write_lock:
             with self._lock:
                 superseded = flight.superseded
-                if not superseded:
-                    self._backoff_until.pop(key, None)
-            if not superseded:
+                if not superseded and entry is not None:
+                    self._backoffs.end(lambda candidate: candidate == key)
+            if superseded:
+                self._release(lead)
+            elif lead is not None and self._cluster is not None:
+                self._cluster.commit(lead, entry)
+            elif entry is None:
+                self.storage.delete(key)
+            else:
                 self.storage.set(key, entry)
-        return CacheResult(entry, "MISS")
 
-    def _stand_in_for_failure(self, key: str, flight: _Flight, exc: Exception) -> Entry | None:
+    def _stand_in_for_failure(
+        self, key: str, flight: Flight, exc: Exception, lead: Lead | None
+    ) -> Entry | None:
         """Return the stale entry to serve after ``exc``, or ``None`` to let ``exc`` propagate."""
         if not self._is_upstream_failure(exc):
             # A definitive answer (e.g. 404): the old copy must not keep standing in for it.
-            with self._write_lock:
-                with self._lock:
-                    superseded = flight.superseded
-                if not superseded:
-                    self.storage.delete(key)
+            self._store(key, flight, None, lead)
             return None
         now = self._clock()
         with self._lock:
             self._remember_failure(key, now)
+        # The back-off holds for every process: the shared store keeps it.
+        self._release(lead, self._failure_backoff)
         stale = self._usable(self.storage.get(key), now)
         if stale is not None:
             logger.warning(
@@ -337,7 +320,7 @@ class ResponseCache:
     def _finish(
         self,
         key: str,
-        flight: _Flight,
+        flight: Flight,
         *,
         result: CacheResult | None = None,
         error: BaseException | None = None,
@@ -348,17 +331,79 @@ class ResponseCache:
                 del self._flights[key]
         flight.done.set()
 
-    def _wait_for(self, key: str, flight: _Flight) -> CacheResult:
+    def _wait_for(self, key: str, flight: Flight) -> CacheResult:
         if not flight.done.wait(self._wait_timeout):
-            # No key in the message: it reaches the browser.
-            raise CacheWaitTimeout(
-                f"ThrillConnect did not answer in time (waited {self._wait_timeout:g} s for the "
-                "same request from another visitor)"
-            )
+            raise self._wait_timed_out()
         if flight.error is not None:
             raise flight.error
         assert flight.result is not None
         return self._counted(flight.result)
+
+    def _wait_timed_out(self) -> CacheWaitTimeout:
+        # No key in the message: it reaches the browser.
+        return CacheWaitTimeout(
+            f"ThrillConnect did not answer in time (waited {self._wait_timeout:g} s for the "
+            "same request from another visitor)"
+        )
+
+    # -- single flight across processes ------------------------------------------------------
+
+    def _claim(self, key: str, flight: Flight, entry: Entry | None) -> CacheResult | Lead:
+        """Take the cluster's lead of ``key`` for this process's ``flight``, or answer without
+        it: another process refreshes (``UPDATING``), its failure backs off (``STALE``), or
+        it fetches the cold key and this process follows."""
+        assert self._cluster is not None
+        try:
+            claim = self._cluster.claim(key, self._lock_ttl, respect_backoff=entry is not None)
+        except BaseException as exc:  # a bug, not Redis (the storage falls back): free the key
+            self._finish(key, flight, error=exc)
+            raise
+        if isinstance(claim, Lead):
+            return claim
+        with self._lock:
+            self._refreshing.discard(flight)
+        if entry is None:
+            return self._follow(key, flight)
+        if isinstance(claim, BackingOff):
+            with self._lock:
+                self._remember_failure(key, self._clock(), claim.seconds)
+            result = CacheResult(entry, "STALE")
+        else:
+            result = CacheResult(entry, "UPDATING")
+        self._finish(key, flight, result=result)
+        return result
+
+    def _follow(self, key: str, flight: Flight) -> CacheResult | Lead:
+        """Wait for the process fetching cold ``key``; take the lead if it gives it up (failed
+        with a definitive answer, or died and its lock expired)."""
+        assert self._cluster is not None
+        deadline = time.monotonic() + self._wait_timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                outcome = self._cluster.follow(key, left)
+                if isinstance(outcome, Entry):
+                    fresh = outcome.is_fresh(self._clock())
+                    result = CacheResult(outcome, "MISS" if fresh else "STALE")
+                    break
+                if isinstance(outcome, BackingOff):
+                    raise CacheLeaderFailed(
+                        "ThrillConnect failed to answer the same request from another visitor"
+                    )
+                claim = self._cluster.claim(key, self._lock_ttl, respect_backoff=False)
+                if isinstance(claim, Lead):
+                    return claim
+            else:
+                raise self._wait_timed_out()
+        except BaseException as exc:
+            self._finish(key, flight, error=exc)
+            raise
+        self._counters.incr("coalesced")
+        self._finish(key, flight, result=result)
+        return result
+
+    def _release(self, lead: Lead | None, backoff: float = 0.0) -> None:
+        if lead is not None and self._cluster is not None:
+            self._cluster.release(lead, backoff)
 
     # -- background refresh ------------------------------------------------------------------
 
@@ -376,30 +421,36 @@ class ResponseCache:
         self,
         pool: ThreadPoolExecutor,
         key: str,
-        flight: _Flight,
+        flight: Flight,
         fetch: Callable[[], bytes],
         ttl: float,
+        lead: Lead | None,
     ) -> bool:
         """Queue ``flight`` on ``pool``; ``False`` when close() shut the pool down meanwhile."""
         try:
-            task = pool.submit(self._refresh, key, flight, fetch, ttl)
+            task = pool.submit(self._refresh, key, flight, fetch, ttl, lead)
         except RuntimeError:
             with self._lock:
                 self._refreshing.discard(flight)
             return False
-        task.add_done_callback(partial(self._refresh_done, key, flight))
+        task.add_done_callback(partial(self._refresh_done, key, flight, lead))
         return True
 
-    def _refresh(self, key: str, flight: _Flight, fetch: Callable[[], bytes], ttl: float) -> None:
+    def _refresh(
+        self, key: str, flight: Flight, fetch: Callable[[], bytes], ttl: float, lead: Lead | None
+    ) -> None:
         try:
-            self._lead(key, flight, fetch, ttl)
+            self._lead(key, flight, fetch, ttl, lead)
         except Exception as exc:
             logger.warning("background refresh of %r failed: %s: %s", key, type(exc).__name__, exc)
 
-    def _refresh_done(self, key: str, flight: _Flight, task: Future[None]) -> None:
+    def _refresh_done(
+        self, key: str, flight: Flight, lead: Lead | None, task: Future[None]
+    ) -> None:
         with self._lock:
             self._refreshing.discard(flight)
         if task.cancelled():
+            self._release(lead)
             self._finish(key, flight, error=CacheClosed(f"cache closed before {key!r} refreshed"))
 
     def _forget_parent_process(self) -> None:
@@ -414,30 +465,17 @@ class ResponseCache:
 
     # -- small helpers -----------------------------------------------------------------------
 
-    def _backing_off(self, key: str, now: float) -> bool:
-        """Whether upstream failed for ``key`` too recently to ask again. Called with _lock."""
-        until = self._backoff_until.get(key)
-        if until is None:
-            return False
-        if now < until:
-            return True
-        del self._backoff_until[key]
-        return False
-
-    def _remember_failure(self, key: str, now: float) -> None:
-        """Start the back-off period of ``key``. Called with _lock."""
-        self._backoff_until[key] = now + self._failure_backoff
-        self._backoff_until.move_to_end(key)
-        while len(self._backoff_until) > _MAX_BACKOFF_KEYS:
-            self._backoff_until.popitem(last=False)
+    def _remember_failure(self, key: str, now: float, seconds: float | None = None) -> None:
+        """Start the back-off of ``key`` (``failure_backoff`` seconds unless told). Called
+        with _lock."""
+        self._backoffs.start(key, now + (self._failure_backoff if seconds is None else seconds))
 
     def _supersede(self, matches: Callable[[str], bool]) -> None:
         """Mark running fetches of matching keys stale and end their back-off. Called with _lock."""
         for key, flight in self._flights.items():
             if matches(key):
                 flight.superseded = True
-        for key in [key for key in self._backoff_until if matches(key)]:
-            del self._backoff_until[key]
+        self._backoffs.end(matches)
 
     def _counted(self, result: CacheResult) -> CacheResult:
         self._counters.incr(_STAT_OF_STATUS[result.status])

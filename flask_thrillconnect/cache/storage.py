@@ -1,8 +1,8 @@
 """Where cached responses live: the :class:`Entry` record and the :class:`Storage` backends.
 
 Values are the serialized JSON bodies (``bytes``) and every time is wall-clock epoch seconds,
-so that a backend shared between processes (Redis, later) can hold the same records as the
-in-process :class:`MemoryStorage`.
+so that a backend shared between processes (Redis, in cluster mode) holds the same records as
+the in-process :class:`MemoryStorage`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Storage(Protocol):
     Implementations must be thread-safe. ``get`` may return an entry past its ``stale_until``;
     the cache ignores such entries, but a backend should drop them to bound its memory. Nothing
     here needs a scan of the keys (a player's entries are dropped by a generation number in
-    their keys, see :class:`~flask_thrillconnect.service.JackpotService`), so a shared store
+    their keys, see :class:`~flask_thrillconnect.jackpots.JackpotService`), so a shared store
     can implement it with plain gets and sets.
     """
 
@@ -100,6 +100,10 @@ class Storage(Protocol):
 
     def __len__(self) -> int:
         """Number of entries held."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections (lookups may still reconnect later)."""
         ...
 
 
@@ -150,8 +154,18 @@ class MemoryStorage:
         with self._lock:
             return len(self._entries)
 
+    def close(self) -> None:
+        """Nothing to let go of."""
+
 
 def make_storage(settings: Settings) -> Storage:
-    """The storage the configuration asks for: in-process, bounded by
-    ``THRILLCONNECT_CACHE_MAX_ENTRIES``."""
+    """The storage the configuration asks for: shared through Redis when
+    ``THRILLCONNECT_REDIS_URL`` is set (see
+    :class:`~flask_thrillconnect.cache.shared_storage.SharedStorage`), else in-process; both
+    bounded by ``THRILLCONNECT_CACHE_MAX_ENTRIES``."""
+    if settings.redis_url is not None:
+        # Imported here: redis-py is needed (and loaded) in cluster mode only.
+        from .shared_storage import make_shared_storage
+
+        return make_shared_storage(settings)
     return MemoryStorage(max_entries=settings.cache_max_entries)
