@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from .errors import ConfigurationError, ThrillConnectError
 from .models import subscribe_request_json
+from .redis_connection import connect
 from .state import current_state
 from .upstream_ws import open_stream
 
@@ -97,6 +98,9 @@ def check() -> None:
         )
     else:
         click.echo("-  WS service stream: skipped (no THRILLCONNECT_SERVICE_TOKEN)")
+    if settings.redis_url is not None:
+        redis_url, prefix = settings.redis_url, settings.redis_prefix
+        results.append(_check("Redis (cluster mode)", lambda: _check_redis(redis_url, prefix)))
     if not all(results):
         raise click.exceptions.Exit(1)
     click.echo("all checks passed")
@@ -119,3 +123,17 @@ def _check_service_stream(current: Any) -> str:
     with open_stream(url, open_timeout=current.settings.timeout[0], ping_interval=None) as stream:
         stream.send(subscribe_request_json([{"source": "thrillpots", "event_type": "*"}]))
     return "connected and subscribed"
+
+
+def _check_redis(url: str, prefix: str) -> str:
+    # Imported here: redis-py is there in cluster mode only.
+    from .relay.cluster import ClusterUnavailable
+
+    client = connect(url)
+    try:
+        info = client.info("server")
+    except Exception as exc:  # redis-py's errors; the URL, and its password, stay out
+        raise ClusterUnavailable(f"Redis did not answer ({type(exc).__name__})") from None
+    finally:
+        client.close()
+    return f"Redis {info.get('redis_version', '?')}, keys under {prefix!r}"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
 
 from flask_thrillconnect import ThrillConnect
+
+if TYPE_CHECKING:
+    from redis_fixtures import RedisServer
+
+pytest_plugins = ("redis_fixtures",)
 
 
 @pytest.fixture
@@ -107,3 +113,23 @@ def test_check_fails_when_upstream_is_unreachable(make_cli):
 
     assert result.exit_code == 1
     assert "✗  REST /health" in result.output
+
+
+def test_check_reaches_redis_in_cluster_mode(make_cli, redis_server: RedisServer):
+    result = make_cli(THRILLCONNECT_REDIS_URL=redis_server.url).invoke(
+        args=["thrillconnect", "check"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "✓  Redis (cluster mode): Redis 7" in result.output
+
+
+def test_check_fails_when_redis_does_not_answer(make_cli, redis_server: RedisServer):
+    url = f"redis://:s3cret@127.0.0.1:{redis_server.port}/0"
+    redis_server.stop()
+
+    result = make_cli(THRILLCONNECT_REDIS_URL=url).invoke(args=["thrillconnect", "check"])
+
+    assert result.exit_code == 1
+    assert "✗  Redis (cluster mode): ClusterUnavailable" in result.output
+    assert "s3cret" not in result.output

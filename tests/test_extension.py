@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -242,3 +244,22 @@ def test_a_redis_password_never_reaches_the_error():
         ThrillConnect(make_app(THRILLCONNECT_REDIS_URL="http://user:s3cret@127.0.0.1:6379"))
 
     assert "s3cret" not in str(info.value)
+
+
+def test_without_cluster_mode_redis_py_is_never_needed():
+    # redis-py is an extra: an app, its CLI and its routes must load without it.
+    script = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from flask import Flask\n"
+        "from flask_thrillconnect import ThrillConnect\n"
+        "app = Flask('x'); app.config.update(THRILLCONNECT_URL='http://127.0.0.1:9',"
+        " THRILLCONNECT_OPERATOR_ID='op', THRILLCONNECT_BRAND_ID='b')\n"
+        "ThrillConnect(app)\n"
+        "print(app.test_client().get('/thrillconnect/openapi.json').status_code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200"
