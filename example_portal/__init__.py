@@ -15,10 +15,12 @@ from typing import Any
 from flask import Flask
 
 from flask_thrillconnect import Player, ThrillConnect
+from flask_thrillconnect.redis_connection import connect
 
 from . import accounts, lobby, simulator_controls
 from .csp import init_csp
 from .forms import init_forms
+from .players import Logins, LoginStore, RedisLogins
 from .state import PortalState, current_login
 
 #: The portal's own settings and their defaults.
@@ -44,7 +46,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tc = ThrillConnect(app)
     tc.player_loader(_load_player)
     tc.admin_check(_is_admin)
-    app.extensions["example_portal"] = PortalState(tc, app.config["PORTAL_SIMULATOR"])
+    app.extensions["example_portal"] = PortalState(
+        tc, app.config["PORTAL_SIMULATOR"], _login_store(app)
+    )
 
     init_csp(app)
     init_forms(app)
@@ -54,6 +58,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["PORTAL_SIMULATOR"] is not None:
         app.register_blueprint(simulator_controls.bp)
     return app
+
+
+def _login_store(app: Flask) -> Logins:
+    """In cluster mode every worker must know the logins: they go to the same Redis."""
+    settings = app.extensions["thrillconnect"].settings
+    if settings.redis_url is None:
+        return LoginStore()
+    return RedisLogins(connect(settings.redis_url), settings.redis_prefix)
 
 
 def _load_player() -> Player | None:

@@ -1,17 +1,19 @@
 """Who is logged in: players kept on the server, the browser holding only a random handle.
 
 The wallet token must never reach the browser, and Flask's session cookie is signed, not
-encrypted: so the session stores a handle and the :class:`Player` (token included) stays in
-this process. A real portal keeps its own server-side sessions; this store is the demo's.
+encrypted: so the session stores a handle and the :class:`Player` (token included) stays on the
+server: in this process, or in Redis in cluster mode so that every worker knows it. A real
+portal keeps its own server-side sessions; these stores are the demo's.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from flask_thrillconnect import Player
 
@@ -49,6 +51,16 @@ class Login:
     is_admin: bool
 
 
+class Logins(Protocol):
+    """Where logins live: this process (:class:`LoginStore`) or Redis (:class:`RedisLogins`)."""
+
+    def add(self, login: Login) -> str: ...
+
+    def get(self, handle: Any) -> Login | None: ...
+
+    def remove(self, handle: Any) -> None: ...
+
+
 class LoginStore:
     """Logins by handle, bounded (the oldest are forgotten first) and thread-safe.
 
@@ -84,6 +96,45 @@ class LoginStore:
         if isinstance(handle, str):
             with self._lock:
                 self._logins.pop(handle, None)
+
+
+class RedisLogins:
+    """Logins in Redis, so that every worker of every node knows them (cluster mode) and no
+    browser does: the session cookie holds only the handle.
+
+    :param client: a redis-py client.
+    :param prefix: the portal's key prefix (``THRILLCONNECT_REDIS_PREFIX``).
+    :param max_age: seconds a login lasts without being used.
+    """
+
+    def __init__(self, client: Any, prefix: str, max_age: float = 24 * 3600) -> None:
+        self._client = client
+        self._prefix = f"{prefix}portal:login:"
+        self._max_age_ms = int(max_age * 1000)
+
+    def add(self, login: Login) -> str:
+        handle = secrets.token_urlsafe(24)
+        player = asdict(login.player) if login.player is not None else None
+        record = json.dumps({"player": player, "is_admin": login.is_admin})
+        self._client.set(self._prefix + handle, record, px=self._max_age_ms)
+        return handle
+
+    def get(self, handle: Any) -> Login | None:
+        if not isinstance(handle, str) or len(handle) > 64:
+            return None
+        # Each use extends the login (GETEX), as a server-side session would.
+        record = self._client.getex(self._prefix + handle, px=self._max_age_ms)
+        if record is None:
+            return None
+        data = json.loads(record)
+        player = data["player"]
+        if player is not None:
+            player["segments"] = tuple(player["segments"])
+        return Login(Player(**player) if player is not None else None, bool(data["is_admin"]))
+
+    def remove(self, handle: Any) -> None:
+        if isinstance(handle, str) and len(handle) <= 64:
+            self._client.delete(self._prefix + handle)
 
 
 def demo_players(simulator: Any, brand_id: str) -> list[DemoPlayer]:

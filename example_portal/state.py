@@ -9,7 +9,7 @@ from flask import current_app, session
 
 from flask_thrillconnect import ThrillConnect
 
-from .players import Login, LoginStore
+from .players import Login, Logins, LoginStore
 
 _LOGIN_KEY = "login"
 
@@ -20,7 +20,7 @@ class PortalState:
 
     tc: ThrillConnect
     simulator: Any | None = None
-    logins: LoginStore = field(default_factory=LoginStore)
+    logins: Logins = field(default_factory=LoginStore)
 
 
 def portal_state() -> PortalState:
