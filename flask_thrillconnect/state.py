@@ -122,7 +122,11 @@ class State:
         rest = self.rest_probe.status()
         relay = self.relay.stats()
         cache = self.service.cache_stats()
-        stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
+        if relay.get("cluster") == "redis":
+            # Most processes hold no stream of their own: the cluster's holders' status counts.
+            stream_ok = relay["upstream_status"] == "connected"
+        else:
+            stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
         # Cluster mode fell back to per-process: players are served, the cluster is not one.
         cluster_ok = relay.get("cluster") != "fallback" and cache.get("mode") != "fallback"
         return {

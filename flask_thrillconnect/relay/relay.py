@@ -451,6 +451,8 @@ class Relay:
         cluster = self._cluster.stats() if self.settings.redis_url is not None else {}
         return {
             "upstream": streams,
+            # What browsers are told: in cluster mode, the holders' status, not this process's.
+            "upstream_status": self.hub.upstream_status,
             **cluster,
             "browsers": hub.connections,
             "published": hub.published,
