@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 from flask import Flask
+from relay_clients import SUBSCRIBE_ALL, RelayClient
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
@@ -35,9 +36,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("redis_fixtures",)
 
-SUBSCRIBE_ALL = {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "*"}]}}
 STARTUP_TIMEOUT = 20.0
-RECV_TIMEOUT = 5.0
 #: The killed holder's lease (5 s) lapses, then the survivor's keeper takes the slot.
 TAKEOVER_BOUND = 10.0
 
@@ -122,70 +121,27 @@ class PortalProcess:
         self.process.wait(timeout=10)
 
 
-class Client:
-    """A browser's relay socket; every receive bounded; the wins it saw."""
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-        self.wins: list[dict[str, Any]] = []
-        self.statuses: list[str] = []
-
-    def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(self.connection.recv(timeout=timeout))
-        if message.get("msg_name") == "WinEvent":
-            self.wins.append(message)
-        elif message.get("msg_name") == "RelayStatus" and "upstream" in message.get("data", {}):
-            self.statuses.append(message["data"]["upstream"])
-        return message
-
-    def recv_until(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = RECV_TIMEOUT
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching message within {timeout} s")
-            message = self.recv(timeout=remaining)
-            if predicate(message):
-                return message
-
-    def connected(self, timeout: float = 10.0) -> None:
-        self.recv_until(
-            lambda m: m["msg_name"] == "RelayStatus" and m["data"].get("upstream") == "connected",
-            timeout,
-        )
-
-    def drain(self, quiet: float = 0.3) -> None:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                self.recv(timeout=quiet)
-            except TimeoutError:
-                return
-
-
 @pytest.fixture
 def cluster(
     thrillconnect_sim: Any, redis_server: RedisServer
-) -> Iterator[Callable[[int], tuple[PortalProcess, Client, PortalProcess, Client]]]:
+) -> Iterator[Callable[[int], tuple[PortalProcess, RelayClient, PortalProcess, RelayClient]]]:
     """``cluster(holders)``: two portal processes on one Redis, each with a subscribed browser
     whose upstream is connected; every process killed and every socket closed afterwards."""
     processes: list[PortalProcess] = []
     with ExitStack() as sockets:
 
-        def browser(portal: PortalProcess) -> Client:
+        def browser(portal: PortalProcess) -> RelayClient:
             url = portal.url.replace("http://", "ws://") + "/thrillconnect/v1/events"
             connection = sockets.enter_context(
                 connect(
                     url, origin=Origin(portal.url), open_timeout=5, close_timeout=2, max_queue=4096
                 )
             )
-            client = Client(connection)
+            client = RelayClient(connection)
             client.connection.send(json.dumps(SUBSCRIBE_ALL))
             return client
 
-        def start(holders: int) -> tuple[PortalProcess, Client, PortalProcess, Client]:
+        def start(holders: int) -> tuple[PortalProcess, RelayClient, PortalProcess, RelayClient]:
             a = PortalProcess(thrillconnect_sim, redis_server.url, holders)
             processes.append(a)
             b = PortalProcess(thrillconnect_sim, redis_server.url, holders)
@@ -230,16 +186,16 @@ def force_win(sim: Any) -> str:
     return key
 
 
-def primed(client: Client, sim: Any) -> None:
+def primed(client: RelayClient, sim: Any) -> None:
     """A win reaches ``client``: the cluster's stream is flowing to it. Then drain."""
-    client.drain()
+    client.drain_quiet()
     expected = force_win(sim)
     client.recv_until(lambda m: m["msg_name"] == "WinEvent" and win_key(m["data"]) == expected)
-    client.drain()
+    client.drain_quiet()
 
 
 def test_with_two_holders_the_survivor_of_a_kill_loses_no_win(
-    cluster: Callable[[int], tuple[PortalProcess, Client, PortalProcess, Client]],
+    cluster: Callable[[int], tuple[PortalProcess, RelayClient, PortalProcess, RelayClient]],
     thrillconnect_sim: Any,
 ) -> None:
     sim = thrillconnect_sim
@@ -262,7 +218,7 @@ def test_with_two_holders_the_survivor_of_a_kill_loses_no_win(
             browser.recv(timeout=max(0.01, deadline - time.monotonic()))
         except TimeoutError:
             break
-    browser.drain()  # no duplicate either
+    browser.drain_quiet()  # no duplicate either
 
     assert [win_key(w["data"]) for w in browser.wins] == forced
     seqs = [w["seq"] for w in browser.wins]
@@ -275,7 +231,7 @@ def test_with_two_holders_the_survivor_of_a_kill_loses_no_win(
 
 
 def test_with_one_holder_the_survivor_takes_over_within_a_bounded_gap(
-    cluster: Callable[[int], tuple[PortalProcess, Client, PortalProcess, Client]],
+    cluster: Callable[[int], tuple[PortalProcess, RelayClient, PortalProcess, RelayClient]],
     thrillconnect_sim: Any,
 ) -> None:
     sim = thrillconnect_sim
@@ -315,12 +271,12 @@ def test_with_one_holder_the_survivor_takes_over_within_a_bounded_gap(
     if browser.statuses[-1:] != ["connected"]:
         browser.connected()
     # Wins after the takeover all arrive, each once.
-    browser.drain()
+    browser.drain_quiet()
     browser.wins.clear()
     after = [force_win(sim) for _ in range(3)]
     while len(browser.wins) < len(after):
         browser.recv()
-    browser.drain()
+    browser.drain_quiet()
     print(f"; its browser's upstream status: {' -> '.join(browser.statuses)}")
 
     assert gap < TAKEOVER_BOUND

@@ -9,62 +9,13 @@ from contextlib import ExitStack
 from urllib.parse import urlencode
 
 import pytest
+from relay_clients import RECV_TIMEOUT, SUBSCRIBE_ALL, RelayClient
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Pong, Request, TextMessage
 
 from flask_thrillconnect import shutdown
-
-SUBSCRIBE_ALL = {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "*"}]}}
-RECV_TIMEOUT = 5.0
-
-
-class RelayClient:
-    """A browser's relay socket (``websockets``, independent of the server's library)."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.seen: list[dict] = []
-
-    def send(self, message) -> None:
-        self.connection.send(message if isinstance(message, str) else json.dumps(message))
-
-    def recv(self, timeout: float = RECV_TIMEOUT) -> dict:
-        message = json.loads(self.connection.recv(timeout=timeout))
-        self.seen.append(message)
-        return message
-
-    def recv_until(self, predicate, timeout: float = RECV_TIMEOUT) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching message within {timeout} s")
-            message = self.recv(timeout=remaining)
-            if predicate(message):
-                return message
-
-    def recv_named(self, name: str, timeout: float = RECV_TIMEOUT) -> dict:
-        return self.recv_until(lambda message: message.get("msg_name") == name, timeout)
-
-    def drain_quiet(self, quiet: float = 0.3, limit: float = 5.0) -> None:
-        """Read until nothing arrives for ``quiet`` seconds (at most ``limit`` in all)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                self.recv(timeout=quiet)
-            except TimeoutError:
-                return
-
-    def subscribe(self, message=SUBSCRIBE_ALL) -> None:
-        self.send(message)
-
-    def status(self) -> dict:
-        return self.recv_named("RelayStatus")
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 @pytest.fixture
