@@ -149,8 +149,8 @@ def cluster(
             a.wait_ready()
             b.wait_ready()
             on_a, on_b = browser(a), browser(b)
-            on_a.connected()
-            on_b.connected()
+            on_a.connected(timeout=STARTUP_TIMEOUT)
+            on_b.connected(timeout=STARTUP_TIMEOUT)
             return a, on_a, b, on_b
 
         try:

@@ -51,7 +51,8 @@ def service_connections(sim: Any) -> int:
 
 def primed(client: RelayClient, sim: Any) -> RelayClient:
     """Wait until events from upstream reach ``client`` (a tick arrives), then drain."""
-    client.connected()
+    # The first browser of a process starts its cluster node: generous on a busy machine.
+    client.connected(timeout=20)
     for _ in range(40):
         sim.tick()
         try:

@@ -48,8 +48,9 @@ __all__ = [
 logger = logging.getLogger("flask_thrillconnect.relay")
 
 #: Cluster mode: seconds the first browser waits for the event stream before the process
-#: falls back to per-process mode.
-CLUSTER_START_WAIT: Final = 2.0
+#: falls back to per-process mode (generous: a fallback lasts until the process restarts, and
+#: a busy machine may take a few seconds to start the reader).
+CLUSTER_START_WAIT: Final = 5.0
 #: Cluster mode: seconds between a holder's status entries.
 STATUS_HEARTBEAT: Final = 1.5
 #: Cluster mode: seconds a holder's status entry stands for it.

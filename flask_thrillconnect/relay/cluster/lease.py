@@ -207,17 +207,19 @@ class LeaseKeeper:
         self._on_lost = on_lost
         self._kick = threading.Event()
         self._stopping = False
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         #: Whether Redis answered the last attempt (for health figures).
         self.redis_ok = True
 
     def start(self) -> None:
-        """Start the thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="thrillconnect-lease", daemon=True
-            )
-            self._thread.start()
+        """Start the thread (once; never after :meth:`stop`)."""
+        with self._start_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="thrillconnect-lease", daemon=True
+                )
+                self._thread.start()
 
     def wake(self) -> None:
         """Try now rather than at the next interval (e.g. after an append was refused)."""
@@ -225,10 +227,14 @@ class LeaseKeeper:
 
     def stop(self, *, release: bool = True, timeout: float = 2.0) -> None:
         """Stop the thread; ``release`` gives the slot up at once (else it expires)."""
-        self._stopping = True
+        # Under the start lock: a stop racing a start (a fallback while the node starts)
+        # either prevents the thread or sees it started, never half way.
+        with self._start_lock:
+            self._stopping = True
+            thread = self._thread
         self._kick.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         if release:
             try:
                 self.lease.release()

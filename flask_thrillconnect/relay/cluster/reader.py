@@ -93,6 +93,7 @@ class EventReader:
         self._on_status = on_status
         self._kick = threading.Event()
         self._stopping = False
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._epoch: str | None = None
         self._seq = 0
@@ -110,19 +111,23 @@ class EventReader:
         return self._seq
 
     def start(self) -> None:
-        """Start the thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="thrillconnect-stream-reader", daemon=True
-            )
-            self._thread.start()
+        """Start the thread (once; never after :meth:`stop`)."""
+        with self._start_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="thrillconnect-stream-reader", daemon=True
+                )
+                self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread (within about ``block`` seconds) and close the connections."""
-        self._stopping = True
+        # Under the start lock: a stop racing a start never joins a thread not yet started.
+        with self._start_lock:
+            self._stopping = True
+            thread = self._thread
         self._kick.set()
-        if self._thread is not None:
-            self._thread.join(self.block + COMMAND_TIMEOUT + 1.0 if timeout is None else timeout)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.block + COMMAND_TIMEOUT + 1.0 if timeout is None else timeout)
         self._blocking.close()
         self.client.close()
 
