@@ -159,3 +159,26 @@ def test_without_redis_at_start_a_portal_falls_back_to_its_own_stream(
     assert portal.app.extensions["thrillconnect"].relay.stats()["cluster"] == "fallback"
     # Connections of an earlier test's portals may take a moment to be counted as closed.
     wait_for(lambda: service_connections(thrillconnect_sim) == 1)
+
+
+def test_every_portals_health_follows_the_holders_stream(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=1)
+    primed(open_relay(a), thrillconnect_sim)
+    primed(open_relay(b), thrillconnect_sim)
+
+    def health(portal: LiveServer) -> dict[str, Any]:
+        return portal.app.extensions["thrillconnect"].health()
+
+    wait_for(lambda: health(a)["status"] == health(b)["status"] == "ok")
+    # One ws fault at a time: drop the holder's stream, then refuse it coming back (a
+    # reconnect waits at least a few ms after a healthy connection, usually far more).
+    thrillconnect_sim.faults(ws="drop")
+    thrillconnect_sim.faults(ws="refuse")
+    try:
+        # The holder's stream is down: the other portal says so too, though it holds none.
+        wait_for(lambda: health(a)["status"] == health(b)["status"] == "degraded")
+    finally:
+        thrillconnect_sim.faults()
+    wait_for(lambda: health(a)["status"] == health(b)["status"] == "ok", timeout=20)
