@@ -8,6 +8,7 @@ gone). Use the ``redis_server`` fixture (one per test) or ``make_redis`` for sev
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -77,7 +78,18 @@ class RedisServer:
             self.process.wait(timeout=START_TIMEOUT)
         self.process = None
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
+        if self.process is not None:
+            self.resume()  # a frozen server cannot act on SIGTERM
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 

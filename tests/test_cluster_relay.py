@@ -10,8 +10,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import requests
 from portal_fixtures import LiveServer
 from relay_clients import SUBSCRIBE_ALL, RelayClient
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 pytest_plugins = ("redis_fixtures",)
@@ -182,3 +184,121 @@ def test_every_portals_health_follows_the_holders_stream(
     finally:
         thrillconnect_sim.faults()
     wait_for(lambda: health(a)["status"] == health(b)["status"] == "ok", timeout=20)
+
+
+# -- Redis failing under a running cluster ------------------------------------------------------
+
+
+def cluster_modes(*portals: LiveServer) -> list[str]:
+    return [portal.app.extensions["thrillconnect"].relay.stats()["cluster"] for portal in portals]
+
+
+def closed_with(client: RelayClient, timeout: float = 20.0) -> int | None:
+    """Read until the relay closes the socket; the close code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.recv(timeout=max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            continue
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+    raise AssertionError(f"the relay did not close the socket within {timeout} s")
+
+
+def get_status(portal: LiveServer, path: str) -> int:
+    response = requests.get(portal.url + "/thrillconnect" + path, timeout=5)
+    return response.status_code
+
+
+def test_redis_stopped_then_back_the_relay_falls_back_and_rejoins_the_cluster(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    sim = thrillconnect_sim
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=1)
+    primed(open_relay(a), sim)
+    primed(open_relay(b), sim)
+    wait_for(lambda: service_connections(sim) == 1)
+
+    redis_server.stop()
+    # Each portal serves its browsers on its own stream: no 5xx, events still flow.
+    wait_for(lambda: cluster_modes(a, b) == ["fallback", "fallback"], timeout=15)
+    wait_for(lambda: service_connections(sim) == 2)
+    assert [get_status(p, "/v1/currencies") for p in (a, b)] == [200, 200]
+    during = primed(open_relay(a), sim)
+    sim.win(sim.instance_ids["sitewide"])
+    fallback_seq = during.recv_named("WinEvent")["seq"]
+    fallback_relay_id = during.seen[0]["data"]["relay_id"]
+    assert a.app.extensions["thrillconnect"].health()["status"] == "degraded"
+
+    redis_server.start()  # empty: a Redis that lost its data
+    wait_for(lambda: cluster_modes(a, b) == ["redis", "redis"], timeout=30)
+    # The browsers of the fallback are sent to reconnect into the cluster's seq space...
+    assert closed_with(during) == 1012
+    wait_for(lambda: service_connections(sim) == 1, timeout=15)
+    # ...where the fallback's position means nothing.
+    resumed = open_relay(a, subscribe=False, since=str(fallback_seq), relay_id=fallback_relay_id)
+    assert resumed.recv_named("RelayStatus")["data"]["resumed"] is False
+
+    on_a, on_b = primed(open_relay(a), sim), primed(open_relay(b), sim)
+    sim.win(sim.instance_ids["sitewide"])
+    assert on_a.recv_named("WinEvent")["seq"] == on_b.recv_named("WinEvent")["seq"]
+    wait_for(
+        lambda: all(p.app.extensions["thrillconnect"].health()["status"] == "ok" for p in (a, b))
+    )
+
+
+def test_redis_restarted_empty_under_the_cluster_is_a_new_epoch_and_nothing_crashes(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    sim = thrillconnect_sim
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=2)
+    watchers = [primed(open_relay(a), sim), primed(open_relay(b), sim)]
+    sim.win(sim.instance_ids["sitewide"])
+    old_seq = watchers[1].recv_named("WinEvent")["seq"]
+    old_relay_id = watchers[1].seen[0]["data"]["relay_id"]
+
+    redis_server.stop()
+    redis_server.start()  # at once, on the same port, with nothing in it
+
+    # Every browser is sent to reconnect; its old position cannot be resumed.
+    assert [closed_with(watcher) for watcher in watchers] == [1012, 1012]
+    wait_for(lambda: cluster_modes(a, b) == ["redis", "redis"], timeout=30)
+    resumed = open_relay(b, subscribe=False, since=str(old_seq), relay_id=old_relay_id)
+    first = resumed.recv_named("RelayStatus")
+    assert first["data"]["resumed"] is False
+    assert first["data"]["relay_id"] != old_relay_id
+    # The cluster is one again: the same win, the same seq, on both portals.
+    wait_for(lambda: service_connections(sim) == 2, timeout=15)
+    on_a, on_b = primed(open_relay(a), sim), primed(open_relay(b), sim)
+    sim.win(sim.instance_ids["sitewide"])
+    assert on_a.recv_named("WinEvent")["seq"] == on_b.recv_named("WinEvent")["seq"]
+    assert [get_status(p, "/v1/currencies") for p in (a, b)] == [200, 200]
+
+
+def test_a_frozen_redis_costs_no_5xx_and_no_hang_and_the_cluster_comes_back(
+    make_live_portal, redis_server, thrillconnect_sim, open_relay
+):
+    sim = thrillconnect_sim
+    a, b = two_portals(make_live_portal, redis_server.url, THRILLCONNECT_STREAM_HOLDERS=1)
+    primed(open_relay(a), sim)
+    primed(open_relay(b), sim)
+
+    redis_server.pause()
+    try:
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:  # REST and health answer, in bounded time
+            for portal in (a, b):
+                started = time.monotonic()
+                assert get_status(portal, "/v1/currencies") == 200
+                assert get_status(portal, "/health") == 200
+                assert time.monotonic() - started < 4.0
+            time.sleep(0.2)
+        wait_for(lambda: cluster_modes(a, b) == ["fallback", "fallback"], timeout=15)
+        client = primed(open_relay(b), sim)
+        sim.win(sim.instance_ids["sitewide"])
+        assert client.recv_named("WinEvent")["msg_name"] == "WinEvent"
+    finally:
+        redis_server.resume()
+    wait_for(lambda: cluster_modes(a, b) == ["redis", "redis"], timeout=30)
+    wait_for(lambda: service_connections(sim) == 1, timeout=15)

@@ -94,6 +94,17 @@ class SharedStorage:
         count would need a scan of the keys)."""
         return len(self.fallback) if self.breaker.is_open else len(self.near)
 
+    def clear(self) -> None:
+        """Forget every entry: this process's copies and, when it answers, Redis's."""
+        self.near.clear()
+        self.fallback.clear()
+        self._shared(self.redis.clear, lambda: None)
+
+    def expire(self, now: float) -> None:
+        self.near.clear()  # copies are fresh by definition
+        self.fallback.expire(now)
+        self._shared(lambda: self.redis.expire(now), lambda: None)
+
     # -- ClusterStorage ------------------------------------------------------------------------
 
     def claim(self, key: str, hold: float, *, respect_backoff: bool) -> Claim:
@@ -126,6 +137,11 @@ class SharedStorage:
         return self._shared(lambda: self.redis.follow(key, timeout), lambda: None)
 
     def stats(self) -> dict[str, int | str]:
+        # Figures are read by /health even when no request needs the cache: while the
+        # circuit is open, they are the breaker's probe too (at most once per retry_after,
+        # bounded by the client's timeouts), so the mode shown does not lag behind Redis.
+        if self.breaker.is_open:
+            self._shared(self.redis.ping, lambda: None)
         return {"mode": self.mode, "redis_failures": self.breaker.failures}
 
     # -- inside --------------------------------------------------------------------------------

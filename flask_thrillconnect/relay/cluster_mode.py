@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..config import Settings
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKFILL_LIMIT",
     "CLUSTER_START_WAIT",
+    "FALLBACK_GRACE",
+    "REJOIN_AFTER",
     "STATUS_HEARTBEAT",
     "STATUS_TTL",
     "ClusterFeed",
@@ -48,9 +51,15 @@ __all__ = [
 logger = logging.getLogger("flask_thrillconnect.relay")
 
 #: Cluster mode: seconds the first browser waits for the event stream before the process
-#: falls back to per-process mode (generous: a fallback lasts until the process restarts, and
-#: a busy machine may take a few seconds to start the reader).
+#: falls back to per-process mode (generous: a busy machine may take a few seconds to start
+#: the reader, and every browser of the process reconnects twice if it falls back).
 CLUSTER_START_WAIT: Final = 5.0
+#: Cluster mode: seconds the event stream's Redis may fail to answer before the process falls
+#: back (a single slow call, e.g. during a fork for a snapshot, is not an outage).
+FALLBACK_GRACE: Final = 1.0
+#: Cluster mode: seconds Redis must answer again, without a failure, before a process that
+#: fell back returns to cluster mode (so a flapping Redis does not bounce every browser).
+REJOIN_AFTER: Final = 3.0
 #: Cluster mode: seconds between a holder's status entries.
 STATUS_HEARTBEAT: Final = 1.5
 #: Cluster mode: seconds a holder's status entry stands for it.
@@ -58,25 +67,31 @@ STATUS_TTL: Final = 5.0
 #: Cluster mode: the most stream entries read back for one resuming browser.
 BACKFILL_LIMIT: Final = 2000
 
-#: The relay's cluster mode: ``off`` (no Redis configured), ``starting``, ``redis``, or
-#: ``fallback`` (Redis failed: per-process mode).
-ClusterMode = Literal["off", "starting", "redis", "fallback"]
+#: The relay's cluster mode: ``off`` (no Redis configured), ``starting``, ``redis``,
+#: ``fallback`` (Redis failed: per-process mode), or ``rejoining`` (Redis answers again: a new
+#: node is starting while the process still serves its browsers in per-process mode).
+ClusterMode = Literal["off", "starting", "redis", "fallback", "rejoining"]
 
 
 class _ClusterNode:
     """This process's part of the cluster: its reader, its lease keeper, the event log and
-    the status thread. Made lazily, in the process that uses it (never before a fork)."""
+    the status thread. Made lazily, in the process that uses it (never before a fork), and
+    made anew when the process rejoins the cluster after a fallback.
+
+    Every callback is given the node first, so that a replaced node's late calls are told
+    apart from the current node's.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        on_entry: Callable[[int, str], Any],
-        on_epoch: Callable[[str, int], Any],
-        on_gap: Callable[[int, int], Any],
-        on_status: Callable[[bool], Any],
-        on_acquired: Callable[[Any], Any],
-        on_lost: Callable[[], Any],
+        on_entry: Callable[[_ClusterNode, int, str], Any],
+        on_epoch: Callable[[_ClusterNode, str, int], Any],
+        on_gap: Callable[[_ClusterNode, int, int], Any],
+        on_status: Callable[[_ClusterNode, bool], Any],
+        on_acquired: Callable[[_ClusterNode, Any], Any],
+        on_lost: Callable[[_ClusterNode], Any],
         watch: Callable[[_ClusterNode], Any],
     ) -> None:
         from ..redis_connection import RedisKeys, connect
@@ -90,23 +105,25 @@ class _ClusterNode:
         self.reader: EventReader = EventReader(
             settings.redis_url,
             keys,
-            on_entry=on_entry,
-            on_epoch=on_epoch,
-            on_gap=on_gap,
-            on_status=on_status,
+            on_entry=partial(on_entry, self),
+            on_epoch=partial(on_epoch, self),
+            on_gap=partial(on_gap, self),
+            on_status=partial(on_status, self),
         )
         client = connect(settings.redis_url)
         self.log: EventLog = EventLog(client, keys)
         self.keeper: LeaseKeeper = LeaseKeeper(
             HolderLease(client, keys, slots=settings.stream_holders),
-            on_acquired=on_acquired,
-            on_lost=on_lost,
+            on_acquired=partial(on_acquired, self),
+            on_lost=partial(on_lost, self),
         )
         self.watch = threading.Thread(
             target=watch, args=(self,), name="thrillconnect-cluster", daemon=True
         )
         # slot -> (its holder's last upstream status, when it arrived)
         self.holder_status: dict[int, tuple[str, float]] = {}
+        #: When the reader found Redis not answering (``None`` while it answers).
+        self.failing_since: float | None = None
 
     def start(self) -> None:
         self.reader.start()
@@ -175,18 +192,11 @@ class ClusterFeed:
             node = self._node
             if node is None or node.pid != os.getpid():
                 # A forked child has the parent's node object but none of its threads.
-                node = self._node = _ClusterNode(
-                    self.settings,
-                    on_entry=self._on_entry,
-                    on_epoch=self._on_epoch,
-                    on_gap=self._on_gap,
-                    on_status=self._on_cluster_status,
-                    on_acquired=self._on_acquired,
-                    on_lost=self._on_lost,
-                    watch=self._watch,
-                )
+                node = self._node = self._new_node()
                 self._mode = "starting"
                 started = True
+            elif self._mode in ("fallback", "rejoining"):
+                return  # per-process mode serves browsers until the process has rejoined
         if started:
             node.start()
         if not node.ready.wait(CLUSTER_START_WAIT):
@@ -195,6 +205,9 @@ class ClusterFeed:
     def append(self, envelope: dict[str, Any]) -> bool:
         """A holder's upstream envelope into the event stream; whether the cluster took it
         (``False``: publish it here, per-process mode)."""
+        return self._append(envelope, fall_back=True)
+
+    def _append(self, envelope: dict[str, Any], *, fall_back: bool) -> bool:
         from .cluster import ClusterUnavailable, LeaseLost, dedup_key
 
         node = self._current_node()
@@ -208,13 +221,16 @@ class ClusterFeed:
         except LeaseLost:
             node.keeper.wake()
         except ClusterUnavailable as error:
+            if not fall_back:
+                return True  # the reader's failure, if it lasts, decides (see _watch)
             self._enter_fallback(str(error))
             return False
         return True
 
     def append_status(self, status: UpstreamStatus) -> bool:
         """A holder's upstream status into the event stream (see :mod:`.relay`); whether the
-        cluster took it."""
+        cluster took it. A heartbeat that Redis missed is not worth a fallback: the next one
+        follows within :data:`STATUS_HEARTBEAT` seconds."""
         node = self._current_node()
         if node is None:
             return False
@@ -223,7 +239,7 @@ class ClusterFeed:
             return True
         envelope = relay_status({"upstream": status, "slot": fence.slot})
         envelope["timestamp"] = int(time.time() * 1000)  # each heartbeat is new content
-        return self.append(envelope)
+        return self._append(envelope, fall_back=False)
 
     def backfill(self, audiences: Iterable[str], since: int, relay_id: str) -> Backfill | None:
         """The stream's entries after ``since`` for a browser the rings cannot resume."""
@@ -266,29 +282,62 @@ class ClusterFeed:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _new_node(self) -> _ClusterNode:
+        return _ClusterNode(
+            self.settings,
+            on_entry=self._on_entry,
+            on_epoch=self._on_epoch,
+            on_gap=self._on_gap,
+            on_status=self._on_cluster_status,
+            on_acquired=self._on_acquired,
+            on_lost=self._on_lost,
+            watch=self._watch,
+        )
+
     def _enter_fallback(self, reason: str) -> None:
-        """Redis failed: this process runs its own upstream stream from now on."""
+        """Redis failed: this process runs its own upstream stream until Redis has answered
+        again for :data:`REJOIN_AFTER` seconds (see :meth:`_watch`)."""
         with self._lock:
             node = self._node
-            if self._closed() or self._mode not in ("starting", "redis") or node is None:
+            modes = ("starting", "redis", "rejoining")
+            if self._closed() or self._mode not in modes or node is None:
                 return
+            rejoining = self._mode == "rejoining"
             self._mode = "fallback"
             stream = self._service_stream()
-        logger.warning(
-            "cluster mode unavailable (%s): this process falls back to its own upstream stream",
-            reason,
-        )
-        self.hub.start_epoch(secrets.token_urlsafe(12), self.hub.last_seq, external=False)
-        node.ready.set()
         # Another process may take this slot once Redis is back: let it go.
         threading.Thread(
             target=node.keeper.stop, name="thrillconnect-lease-stop", daemon=True
         ).start()
+        if rejoining:  # its browsers never left per-process mode
+            logger.info("cluster mode: Redis failed again before this process rejoined")
+            return
+        logger.warning(
+            "cluster mode unavailable (%s): this process falls back to its own upstream stream"
+            " until Redis answers again",
+            reason,
+        )
+        self.hub.start_epoch(secrets.token_urlsafe(12), self.hub.last_seq, external=False)
+        node.ready.set()
         if stream is not None:
             self.hub.set_upstream_status(
                 "connected" if stream.state == CONNECTED else "reconnecting"
             )
         self._start_service_stream()
+
+    def _rejoin(self, old: _ClusterNode) -> None:
+        """Redis answers again: start a new node; its reader's first epoch switches the
+        process back to cluster mode (:meth:`_on_epoch`)."""
+        with self._lock:
+            if self._closed() or self._mode != "fallback" or self._node is not old:
+                return
+            node = self._node = self._new_node()
+            self._mode = "rejoining"
+        logger.info("cluster mode: Redis answers again; this process rejoins the cluster")
+        threading.Thread(
+            target=old.stop, args=(2.0,), name="thrillconnect-node-stop", daemon=True
+        ).start()
+        node.start()
 
     def _current_node(self) -> _ClusterNode | None:
         """The node while in (or starting) Redis mode in this process."""
@@ -300,8 +349,8 @@ class ClusterFeed:
 
     # The reader's and the lease keeper's callbacks (their threads).
 
-    def _on_entry(self, seq: int, text: str) -> None:
-        if self._mode != "redis":
+    def _on_entry(self, node: _ClusterNode, seq: int, text: str) -> None:
+        if self._mode != "redis" or node is not self._node:
             return
         envelope = _entry_envelope(text)
         if envelope is None:
@@ -314,37 +363,49 @@ class ClusterFeed:
             return
         self._deliver(envelope, audience, seq)
 
-    def _on_epoch(self, epoch: str, seq: int) -> None:
+    def _on_epoch(self, node: _ClusterNode, epoch: str, seq: int) -> None:
+        own_stream = None
         with self._lock:
-            node = self._node
-            if self._mode not in ("starting", "redis") or node is None:
+            modes = ("starting", "redis", "rejoining")
+            if self._mode not in modes or node is not self._node:
                 return
-            first = self._mode == "starting"
+            previous = self._mode
             self._mode = "redis"
+            if previous == "rejoining" and not node.keeper.lease.held:
+                # The holders feed the cluster; a slot taken later starts a stream again.
+                own_stream = self._take_service_stream()
         self.hub.start_epoch(epoch, seq)
-        if first:
+        if previous == "starting":
             logger.info("cluster mode: relaying the cluster's event stream")
+        elif previous == "rejoining":
+            logger.warning("cluster mode: back on the cluster's event stream")
         node.ready.set()
+        if own_stream is not None:
+            threading.Thread(
+                target=own_stream.stop, name="thrillconnect-stop", daemon=True
+            ).start()
 
-    def _on_gap(self, seq: int, trimmed: int) -> None:
+    def _on_gap(self, node: _ClusterNode, seq: int, trimmed: int) -> None:
         # Entries this process never published: its rings have a hole, so start afresh.
-        if self._mode == "redis":
+        if self._mode == "redis" and node is self._node:
             self.hub.start_epoch(self.hub.relay_id, trimmed)
 
-    def _on_cluster_status(self, available: bool) -> None:
-        if not available:
+    def _on_cluster_status(self, node: _ClusterNode, available: bool) -> None:
+        # Redis mode falls back only once the failure outlasts FALLBACK_GRACE (see _watch).
+        node.failing_since = None if available else time.monotonic()
+        if not available and self._mode == "rejoining":
             self._enter_fallback("Redis does not answer")
 
-    def _on_acquired(self, fence: Any) -> None:
-        if self._current_node() is None:
-            return
+    def _on_acquired(self, node: _ClusterNode, fence: Any) -> None:
+        if self._current_node() is not node:
+            return  # while rejoining, the process's own stream already runs
         # This slot's previous holder may have died while connected.
         self.append_status("reconnecting")
         self._start_service_stream()
 
-    def _on_lost(self) -> None:
+    def _on_lost(self, node: _ClusterNode) -> None:
         with self._lock:
-            if self._mode not in ("starting", "redis"):
+            if self._mode not in ("starting", "redis") or node is not self._node:
                 return
             stream = self._take_service_stream()
         if stream is not None:
@@ -372,11 +433,30 @@ class ClusterFeed:
             self.hub.set_upstream_status("connected" if connected else "reconnecting")
 
     def _watch(self, node: _ClusterNode) -> None:
-        """The holders' heartbeat and every process's status lapse; one thread per process."""
+        """One thread per node: the holders' heartbeat, every process's status lapse, the
+        fallback once Redis failed for :data:`FALLBACK_GRACE` seconds, and the return to the
+        cluster once it answered again for :data:`REJOIN_AFTER` seconds."""
+        answering_since: float | None = None
         while not node.stopping.wait(STATUS_HEARTBEAT):
+            if node is not self._node:
+                return
+            now = time.monotonic()
+            if self._mode == "fallback":
+                # The reader goes on retrying: it is the probe, together with a PING.
+                if node.failing_since is None and node.log.answers():
+                    answering_since = now if answering_since is None else answering_since
+                    if now - answering_since >= REJOIN_AFTER:
+                        self._rejoin(node)
+                        return
+                else:
+                    answering_since = None
+                continue
+            answering_since = None
             if self._current_node() is not node:
-                if self._mode == "fallback":
-                    return
+                continue
+            failing_since = node.failing_since
+            if failing_since is not None and now - failing_since >= FALLBACK_GRACE:
+                self._enter_fallback("Redis does not answer")
                 continue
             with self._lock:
                 stream = self._service_stream()

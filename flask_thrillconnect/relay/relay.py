@@ -22,9 +22,15 @@ first browser (so in the worker, after any fork):
   lapses after that);
 - a browser resuming with the stream's epoch and a ``since`` older than the process's rings
   is backfilled from the stream (at most :data:`~.cluster_mode.BACKFILL_LIMIT` entries);
-- when Redis does not answer (at start, or later), the process falls back to per-process
-  mode (its own upstream stream, ``seq`` and ``relay_id``; browsers are closed with 1012 and
-  reconnect), logs it once, and stays in that mode until it restarts.
+- when Redis does not answer (at start, or for :data:`~.cluster_mode.FALLBACK_GRACE` seconds
+  later), the process falls back to per-process mode (its own upstream stream, ``seq`` and
+  ``relay_id``; browsers are closed with 1012 and reconnect) and logs it once;
+- once Redis has answered again for :data:`~.cluster_mode.REJOIN_AFTER` seconds, the process
+  rejoins: a new node reads the stream while the process still serves its browsers on its
+  own; when the node has the stream's epoch, the process switches back (browsers are closed
+  with 1012 once more and reconnect to the cluster's ``seq`` space; a ``since`` of the
+  fallback's space gets ``"resumed": false``) and stops its own upstream stream unless it
+  holds a slot.
 
 That machinery is :class:`~.cluster_mode.ClusterFeed`, which the :class:`Relay` owns; this
 module keeps per-process mode and the routing rules both modes share.
@@ -132,7 +138,7 @@ class Relay:
             if since is not None and relay_id is not None:
                 backfill = self._cluster.backfill(audiences, since, relay_id)
         connection = self.hub.connect(audiences, since=since, relay_id=relay_id, backfill=backfill)
-        if self.settings.service_token and self.cluster_mode in ("off", "fallback"):
+        if self.settings.service_token and self.cluster_mode in ("off", "fallback", "rejoining"):
             self._ensure_service_stream()
         return connection
 

@@ -36,6 +36,7 @@ from .base import (
     READ_BATCH,
     STREAM_MAX_AGE,
     STREAM_MAX_LENGTH,
+    ClusterUnavailable,
     LeaseLost,
     StreamKeys,
     millis,
@@ -104,8 +105,8 @@ class EventLog:
     :param max_age: seconds an entry is kept (trimmed on the next append after that).
     :param dedup_ttl: seconds an appended content is remembered.
 
-    Every method raises :class:`~.base.ClusterUnavailable` when Redis fails or does not answer
-    within the client's timeouts.
+    Every method but :meth:`answers` raises :class:`~.base.ClusterUnavailable` when Redis
+    fails or does not answer within the client's timeouts.
     """
 
     def __init__(
@@ -163,6 +164,15 @@ class EventLog:
         if status == "duplicate":
             return None
         return seq_of(reply[1])
+
+    def answers(self) -> bool:
+        """Whether Redis answers a ``PING`` within the client's timeouts."""
+        try:
+            with redis_call("ping"):
+                self.client.ping()
+        except ClusterUnavailable:
+            return False
+        return True
 
     def head(self) -> Head:
         """The epoch (created when missing) and the ``seq`` of the newest entry."""
