@@ -1,9 +1,11 @@
 /*
- * flask_thrillconnect widgets: keeps the server-rendered jackpot tickers, opt-in widgets and win
- * feeds of thrillconnect/widgets.html live.
+ * flask_thrillconnect page script: keeps the server-rendered jackpot tickers, opt-in widgets and
+ * win feeds of thrillconnect/widgets.html live, and gives the portal's own scripts a small API
+ * over the page's one relay socket (docs/javascript.rst; types in thrillconnect.d.ts).
  *
  * Plain, dependency-free, no build step. Works under a strict CSP: no inline handlers, no eval,
- * no inline styles (state is shown by toggling classes and the `hidden` attribute).
+ * no inline styles (state is shown by toggling classes and the `hidden` attribute). Loadable as
+ * a classic script (assets()) and, through thrillconnect.mjs, as an ES module.
  *
  * Page configuration: data- attributes of this script's own tag (thrillconnect.assets()):
  *   data-tc-config          marks the tag
@@ -11,19 +13,28 @@
  *   data-tc-events          the relay WebSocket path ("/thrillconnect/v1/events")
  *   data-tc-player          the player's id (absent for anonymous visitors)
  *   data-tc-currency        the display currency (absent for anonymous visitors)
+ *   data-tc-csrf            the X-CSRFToken value for opt-ins (absent for anonymous visitors)
  *   data-tc-locale          BCP 47 locale for Intl ("en-GB")
  *   data-tc-rates           {"base_currency", "multipliers"} JSON (absent when unknown)
  *
  * DOM hooks: see the comment at the top of templates/thrillconnect/widgets.html.
  *
  * Live data: ONE relay WebSocket per page (ws(s)://<host><events path>), subscribed to every
- * thrillpots event. Reconnects with exponential backoff and jitter (capped at 30 s), resuming
- * with ?since=<highest seq>&relay_id=<id>; refreshes tickers over REST when the relay could not
- * resume. Nothing global but a read-only status for tests:
- *   window.ThrillConnect.state    "idle" (no widget on the page) | "connecting" | "open" | "closed"
- *   window.ThrillConnect.lastSeq  highest `seq` seen (null before any)
- *   window.ThrillConnect.relayId  the relay's id from its first RelayStatus (null before)
- *   window.ThrillConnect.upstream "connected" | "reconnecting" | null (last RelayStatus)
+ * thrillpots event (plus what subscribe() adds). It opens at once on a page with a widget, and
+ * on the first API method call on a page without one. Reconnects with exponential backoff and
+ * jitter (capped at 30 s), resuming with ?since=<highest seq>&relay_id=<id>; refreshes tickers
+ * over REST when the relay could not resume.
+ *
+ * window.ThrillConnect (frozen):
+ *   state       "idle" (not connected yet) | "connecting" | "open" | "closed"
+ *   lastSeq     highest `seq` seen (null before any)
+ *   relayId     the relay's id from its first RelayStatus (null before)
+ *   upstream    "connected" | "reconnecting" | null (last RelayStatus)
+ *   optIn({instanceId | sourceId, optIn, contribution?}) → Promise<opt-in detail>
+ *   refresh(instanceId) → Promise<update detail>
+ *   subscribe(events?) → Promise<subscriptions held>
+ * CustomEvents on document: thrillconnect:update, :win (cancellable), :raffle-win (cancellable),
+ * :optin, :status, and :event (every relayed ThrillConnect event, for subscribe()).
  */
 (function () {
   "use strict";
@@ -40,6 +51,12 @@
   var FETCH_TIMEOUT_MS = 10000;
   var UNAVAILABLE_RETRY_MS = 10000;
   var OPTIN_TIMEOUT_MS = 20000;
+  var SUBSCRIBE_TIMEOUT_MS = 15000;
+  var EVENT_PREFIX = "thrillconnect:";
+  var SOURCES = ["thrillpots", "thrillgate", "thrilldrops"];
+  var MAX_SUBSCRIPTIONS = 64; // what the relay keeps per connection
+  var MAX_PER_REQUEST = 32; // what one SubscribeRequest may carry
+  var EVENT_TYPE = /^(\*|[^\s\/\\?#%]{1,128})$/;
   var MAX_FEED_LIMIT = 100;
   var STATUS_NOTES = { Pending: "Starts soon", Paused: "Paused", Terminated: "Ended" };
   var OPTIN_ERRORS = {
@@ -63,6 +80,7 @@
     events: data.tcEvents || (data.tcBase || "") + "/v1/events",
     player: data.tcPlayer || null,
     currency: data.tcCurrency || null,
+    csrf: data.tcCsrf || null,
     locale: data.tcLocale || navigator.language || "en",
     rates: parseRates(data.tcRates)
   };
@@ -79,7 +97,7 @@
     }
   }
 
-  // -- status exposed for tests (read-only) ------------------------------------------------
+  // -- window.ThrillConnect: read-only status and the methods (defined further down) ----------
 
   var status = { state: "idle", lastSeq: null, relayId: null, upstream: null };
   var api = {};
@@ -91,7 +109,33 @@
       }
     });
   });
+  api.optIn = function (options) { return optIn(options); };
+  api.refresh = function (instanceId) { return refresh(instanceId); };
+  api.subscribe = function (events) { return subscribe(events); };
   Object.defineProperty(window, "ThrillConnect", { value: Object.freeze(api) });
+
+  // -- events on document ------------------------------------------------------------------
+
+  /** Dispatch thrillconnect:<name>; answers false when a listener called preventDefault(). A
+   *  throwing listener is reported by the browser and stops neither the others nor us. */
+  function emit(name, detail, cancelable) {
+    var event = new CustomEvent(EVENT_PREFIX + name, {
+      detail: Object.freeze(detail),
+      cancelable: Boolean(cancelable)
+    });
+    return document.dispatchEvent(event);
+  }
+
+  /** Errors the methods reject with: the route's {error, message} plus the HTTP status (0 when
+   *  no answer came). */
+  function apiError(httpStatus, code, message, body) {
+    var error = new Error(message || code);
+    error.name = "ThrillConnectError";
+    error.status = httpStatus;
+    error.error = code;
+    error.body = body || null;
+    return error;
+  }
 
   // -- money: convert and format -----------------------------------------------------------
 
@@ -311,22 +355,44 @@
 
   var refreshing = {};
 
-  function getJson(path) {
+  /** fetch() a route of the blueprint; resolves its JSON, rejects with apiError(). */
+  function requestJson(method, path, body, headers, timeoutMs) {
     var controller = window.AbortController ? new AbortController() : null;
-    var timer = controller ? setTimeout(function () { controller.abort(); }, FETCH_TIMEOUT_MS) : 0;
+    var timer = controller ? setTimeout(function () { controller.abort(); }, timeoutMs) : 0;
+    var allHeaders = { Accept: "application/json" };
+    Object.keys(headers || {}).forEach(function (name) {
+      allHeaders[name] = headers[name];
+    });
+    if (body !== undefined) {
+      allHeaders["Content-Type"] = "application/json";
+    }
     return fetch(config.base + path, {
+      method: method,
       credentials: "same-origin",
       cache: "no-cache", // revalidate (ETag): a refresh must not read the browser's old copy
-      headers: { Accept: "application/json" },
+      headers: allHeaders,
+      body: body === undefined ? undefined : JSON.stringify(body),
       signal: controller ? controller.signal : undefined
     }).then(function (response) {
-      if (!response.ok) {
-        throw new Error("HTTP " + response.status);
-      }
-      return response.json();
+      return response.json().catch(function () { return null; }).then(function (answer) {
+        if (!response.ok) {
+          var known = answer && typeof answer.error === "string";
+          throw apiError(response.status, known ? answer.error : "http_" + response.status,
+            known ? answer.message : "HTTP " + response.status, known ? answer : null);
+        }
+        return answer || {};
+      });
+    }, function (failure) {
+      var timedOut = failure && failure.name === "AbortError";
+      throw apiError(0, timedOut ? "timeout" : "network_error",
+        timedOut ? "the portal did not answer in time" : "could not reach the portal");
     }).finally(function () {
       clearTimeout(timer);
     });
+  }
+
+  function getJson(path) {
+    return requestJson("GET", path, undefined, null, FETCH_TIMEOUT_MS);
   }
 
   function refreshOnce(key, path, apply) {
@@ -357,7 +423,7 @@
         seen[instanceId] = true;
         refreshOnce("i:" + instanceId,
           "/v1/thrillpots/instances/" + encodeURIComponent(instanceId) + "/ticker",
-          function (ticker) { applyJackpotUpdate(ticker); });
+          function (ticker) { applyJackpotUpdate(ticker, "refresh"); });
       } else if (sourceId) {
         refreshOnce("s:" + sourceId,
           "/v1/thrillpots/instances/source/" + encodeURIComponent(sourceId),
@@ -368,14 +434,14 @@
             widgets("ticker").forEach(function (same) {
               if (same.dataset.tcSource === sourceId) {
                 same.dataset.tcInstance = String(jackpot.id);
-                updateTicker(same, jackpot);
               }
             });
+            applyJackpotUpdate(jackpot, "refresh");
           });
       } else if (instanceId) {
         refreshOnce("i:" + instanceId,
           "/v1/thrillpots/instances/" + encodeURIComponent(instanceId) + "/ticker",
-          function (ticker) { applyJackpotUpdate(ticker); });
+          function (ticker) { applyJackpotUpdate(ticker, "refresh"); });
       }
     });
   }
@@ -394,13 +460,42 @@
     refreshTickers(true);
   }
 
-  function applyJackpotUpdate(jackpot) {
+  /** Apply {id, currency, status, pots} to the tickers of that instance and tell the page;
+   *  answers the thrillconnect:update detail (null for a malformed update). */
+  function applyJackpotUpdate(jackpot, via) {
     if (!jackpot || !jackpot.id) {
-      return;
+      return null;
     }
     widgetsOfInstance("ticker", String(jackpot.id)).forEach(function (widget) {
       updateTicker(widget, jackpot);
     });
+    var detail = updateDetail(jackpot, via);
+    emit("update", detail, false);
+    return detail;
+  }
+
+  /** Values in the viewer's currency when the rates convert, else in the jackpot's. */
+  function updateDetail(jackpot, via) {
+    var rawCurrency = String(jackpot.currency || "");
+    var currency = rawCurrency ? displayCurrency(rawCurrency, config.rates) : rawCurrency;
+    return {
+      instanceId: String(jackpot.id),
+      status: jackpot.status ? String(jackpot.status) : null,
+      currency: currency,
+      rawCurrency: rawCurrency,
+      pots: (Array.isArray(jackpot.pots) ? jackpot.pots : []).map(function (pot) {
+        var raw = Number(pot.current_value);
+        var value = convert(raw, rawCurrency, currency, config.rates);
+        return Object.freeze({
+          id: String(pot.id),
+          value: value,
+          formatted: value === null || !isFinite(value) ? "" : formatMoney(value, currency),
+          rawValue: raw
+        });
+      }),
+      via: via,
+      data: jackpot
+    };
   }
 
   function applyRelayStatus(news) {
@@ -411,6 +506,7 @@
     if (news.upstream === "connected" || news.upstream === "reconnecting") {
       status.upstream = news.upstream;
     }
+    emitStatusIfChanged();
     markTickers(status.upstream === "connected" ? "live" : "stale");
     // Values may have been missed: the relay could not resume, or this reconnect had no `since`.
     var reconnectedAfresh = news.relay_id && news.resumed === undefined && socketsOpened > 1;
@@ -443,17 +539,27 @@
     return node;
   }
 
-  /** Add one win to every feed; `win` = {player_id, instance_id, jackpot_name, pot, amount,
-   *  currency, rates, timestamp}. */
-  function addWin(win) {
-    var mine = config.player !== null && win.player_id === config.player;
-    var target = displayCurrency(win.currency, win.rates);
-    var converted = convert(win.amount, win.currency, target, win.rates);
+  function isMine(playerId) {
+    return config.player !== null && playerId === config.player;
+  }
+
+  /** An amount in the viewer's currency when the rates convert, else as it is. */
+  function money(amount, currency, rates) {
+    var target = displayCurrency(currency, rates);
+    var converted = convert(amount, currency, target, rates);
     if (converted === null) {
-      target = win.currency;
-      converted = win.amount;
+      target = currency;
+      converted = amount;
     }
-    var amountText = formatMoney(converted, target);
+    return { amount: converted, currency: target, formatted: formatMoney(converted, target) };
+  }
+
+  /** Add one win to every feed, and celebrate the viewer's own unless `celebrateMine` is
+   *  false; `win` = {player_id, instance_id, jackpot_name, pot, amount, currency, rates,
+   *  timestamp}. */
+  function addWin(win, celebrateMine) {
+    var mine = isMine(win.player_id);
+    var amountText = money(win.amount, win.currency, win.rates).formatted;
     widgets("win-feed").forEach(function (feed) {
       var list = feed.querySelector("[data-tc-feed-list]");
       if (!list) {
@@ -480,7 +586,7 @@
         list.removeChild(list.lastChild);
       }
     });
-    if (mine) {
+    if (mine && celebrateMine !== false) {
       celebrate(amountText, win.jackpot_name);
     }
   }
@@ -494,7 +600,7 @@
     if (event.win_withheld) {
       return;
     }
-    addWin({
+    var win = {
       player_id: event.player_id,
       instance_id: event.instance_id,
       jackpot_name: event.jackpot_name,
@@ -503,15 +609,36 @@
       currency: event.jackpot_currency,
       rates: eventRates(event),
       timestamp: event.timestamp
-    });
+    };
+    // Cancellable: a portal that calls preventDefault() celebrates in its own way.
+    var celebrateMine = emit("win", winDetail(win, event), true);
+    addWin(win, celebrateMine);
+  }
+
+  function winDetail(win, event) {
+    var shown = money(win.amount, win.currency, win.rates);
+    return {
+      instanceId: String(win.instance_id || ""),
+      jackpotName: win.jackpot_name ? String(win.jackpot_name) : null,
+      potId: win.pot ? String(win.pot) : null,
+      playerId: win.player_id ? String(win.player_id) : null,
+      mine: isMine(win.player_id),
+      amount: shown.amount,
+      currency: shown.currency,
+      formatted: shown.formatted,
+      rawAmount: win.amount,
+      rawCurrency: String(win.currency || ""),
+      timestamp: Number(win.timestamp) || null,
+      data: event
+    };
   }
 
   function applyRaffleWinEvent(event) {
     if (event.win_withheld || !Array.isArray(event.winners)) {
       return;
     }
-    event.winners.slice(0, MAX_FEED_LIMIT).forEach(function (winner) {
-      addWin({
+    var wins = event.winners.slice(0, MAX_FEED_LIMIT).map(function (winner) {
+      return {
         player_id: winner.player_id,
         instance_id: event.instance_id,
         jackpot_name: event.jackpot_name,
@@ -520,7 +647,30 @@
         currency: winner.currency || event.jackpot_currency,
         rates: eventRates(event),
         timestamp: event.timestamp
+      };
+    });
+    var winners = wins.map(function (win) {
+      var shown = money(win.amount, win.currency, win.rates);
+      return Object.freeze({
+        playerId: win.player_id ? String(win.player_id) : null,
+        mine: isMine(win.player_id),
+        amount: shown.amount,
+        currency: shown.currency,
+        formatted: shown.formatted,
+        rawAmount: win.amount,
+        rawCurrency: String(win.currency || "")
       });
+    });
+    var celebrateMine = emit("raffle-win", {
+      instanceId: String(event.instance_id || ""),
+      jackpotName: event.jackpot_name ? String(event.jackpot_name) : null,
+      mine: winners.some(function (winner) { return winner.mine; }),
+      winners: Object.freeze(winners),
+      timestamp: Number(event.timestamp) || null,
+      data: event
+    }, true);
+    wins.forEach(function (win) {
+      addWin(win, celebrateMine);
     });
   }
 
@@ -611,9 +761,32 @@
     if (!config.player || event.player_id !== config.player || !event.instance_id) {
       return;
     }
-    widgetsOfInstance("optin", String(event.instance_id)).forEach(function (widget) {
-      setOptedIn(widget, event.opted_in === true, event.preferred_contribution_value);
+    showOptIn(event);
+    emit("optin", optInDetail(event), false);
+  }
+
+  function showOptIn(status) {
+    widgetsOfInstance("optin", String(status.instance_id)).forEach(function (widget) {
+      setOptedIn(widget, status.opted_in === true, status.preferred_contribution_value);
     });
+  }
+
+  /** The player's opt-in status (an OptInEvent, or the route's answer) for the page. */
+  function optInDetail(status) {
+    var contribution = status.preferred_contribution_value;
+    return {
+      instanceId: String(status.instance_id || ""),
+      playerId: status.player_id ? String(status.player_id) : null,
+      optedIn: status.opted_in === true,
+      contribution: contribution === null || contribution === undefined ? null : Number(contribution),
+      data: status
+    };
+  }
+
+  /** POST <prefix>/v1/thrillpots/optin: resolves the route's answer, rejects with apiError(). */
+  function postOptIn(body, csrfToken) {
+    return requestJson("POST", "/v1/thrillpots/optin", body, { "X-CSRFToken": csrfToken || "" },
+      OPTIN_TIMEOUT_MS);
   }
 
   function setControlsEnabled(form, enabled) {
@@ -653,38 +826,20 @@
     if (optIn && select && select.value) {
       body.contribution_value = Number(select.value);
     }
-    var controller = window.AbortController ? new AbortController() : null;
-    var timer = controller ? setTimeout(function () { controller.abort(); }, OPTIN_TIMEOUT_MS) : 0;
     setControlsEnabled(form, false);
     say(widget, "Saving…", false);
-    fetch(config.base + "/v1/thrillpots/optin", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {
-        "Content-Type": "application/json",
-        Accept: "application/json",
-        "X-CSRFToken": widget.dataset.tcCsrf || ""
-      },
-      body: JSON.stringify(body),
-      signal: controller ? controller.signal : undefined
-    }).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (answer) {
-        if (!response.ok) {
-          say(widget, OPTIN_ERRORS[response.status] || OPTIN_ERROR_OTHER, true);
-          return;
-        }
-        if (answer.instance_id) {
-          widget.dataset.tcInstance = String(answer.instance_id);
-        }
-        var nowIn = answer.opted_in === true;
-        setOptedIn(widget, nowIn, answer.preferred_contribution_value);
-        say(widget, nowIn ? (wasIn ? "Your contribution is saved." : "You joined the jackpot.")
-          : "You left the jackpot.", false);
-      });
-    }, function () {
-      say(widget, OPTIN_ERROR_NETWORK, true);
+    postOptIn(body, widget.dataset.tcCsrf).then(function (answer) {
+      if (answer.instance_id) {
+        widget.dataset.tcInstance = String(answer.instance_id);
+      }
+      var nowIn = answer.opted_in === true;
+      setOptedIn(widget, nowIn, answer.preferred_contribution_value);
+      say(widget, nowIn ? (wasIn ? "Your contribution is saved." : "You joined the jackpot.")
+        : "You left the jackpot.", false);
+    }, function (error) {
+      var message = error.status === 0 ? OPTIN_ERROR_NETWORK : OPTIN_ERRORS[error.status];
+      say(widget, message || OPTIN_ERROR_OTHER, true);
     }).finally(function () {
-      clearTimeout(timer);
       setControlsEnabled(form, true);
     });
   }
@@ -711,6 +866,9 @@
   var attempts = 0;
   var stopped = false;
   var socketsOpened = 0;
+  var started = false;
+  var openWaiters = []; // resolve functions of subscribe() calls waiting for the socket
+  var lastStatus = "";
 
   function relayUrl() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -721,26 +879,47 @@
     return url;
   }
 
+  function setState(state) {
+    status.state = state;
+    emitStatusIfChanged();
+  }
+
+  /** thrillconnect:status whenever the socket's state or the upstream status changes. */
+  function emitStatusIfChanged() {
+    var key = status.state + "|" + status.upstream;
+    if (key === lastStatus) {
+      return;
+    }
+    lastStatus = key;
+    emit("status", {
+      state: status.state,
+      upstream: status.upstream,
+      relayId: status.relayId,
+      lastSeq: status.lastSeq
+    }, false);
+  }
+
   function connect() {
     clearTimeout(reconnectTimer);
     reconnectTimer = 0;
     if (socket || stopped) {
       return; // never more than one socket
     }
-    status.state = "connecting";
     var ws;
     try {
       ws = new WebSocket(relayUrl());
     } catch (e) {
-      status.state = "closed";
+      setState("closed");
       scheduleReconnect(0);
       return;
     }
     socket = ws;
+    setState("connecting");
     ws.onopen = function () {
-      status.state = "open";
       socketsOpened += 1;
-      ws.send(JSON.stringify({ SubscribeRequest: { events: [{ source: "thrillpots", event_type: "*" }] } }));
+      sendSubscriptions(ws, subscriptions); // a new connection starts with none
+      setState("open");
+      openWaiters.splice(0).forEach(function (resolve) { resolve(); });
     };
     ws.onmessage = function (message) {
       attempts = 0; // the relay talks to us: the next drop starts the backoff afresh
@@ -762,8 +941,8 @@
         return;
       }
       socket = null;
-      status.state = "closed";
       markTickers("stale");
+      setState("closed");
       scheduleReconnect(event.code);
     };
   }
@@ -792,12 +971,26 @@
     if (typeof seq === "number" && (status.lastSeq === null || seq > status.lastSeq)) {
       status.lastSeq = seq;
     }
-    if (envelope.msg_type !== "Event" || envelope.source !== "thrillpots") {
+    if (envelope.msg_type !== "Event" || SOURCES.indexOf(envelope.source) < 0) {
       return;
     }
-    switch (envelope.msg_name) {
+    if (envelope.source === "thrillpots") {
+      applyThrillpotsEvent(envelope.msg_name, body);
+    }
+    emit("event", {
+      source: envelope.source,
+      name: String(envelope.msg_name || ""),
+      playerId: envelope.player_id ? String(envelope.player_id) : null,
+      seq: typeof seq === "number" ? seq : null,
+      timestamp: typeof envelope.timestamp === "number" ? envelope.timestamp : null,
+      data: body
+    }, false);
+  }
+
+  function applyThrillpotsEvent(name, body) {
+    switch (name) {
       case "JackpotUpdate":
-        applyJackpotUpdate(body);
+        applyJackpotUpdate(body, "relay");
         if (document.querySelector('[data-tc-widget="ticker"][data-tc-state="unavailable"]')) {
           retryUnavailableTickers();
         }
@@ -825,18 +1018,17 @@
       socket = null;
       ws.onclose = null;
       ws.close(1000);
-      status.state = "closed";
+      setState("closed");
     }
   }
 
-  // -- start ---------------------------------------------------------------------------------
-
-  function start() {
-    widgets("ticker").forEach(initTicker);
-    enableOptInForms();
-    if (!document.querySelector("[data-tc-widget]")) {
-      return; // nothing to keep live on this page
+  /** Open the page's one socket, once: at start on a page with a widget, else on the first
+   *  method call. */
+  function ensureStarted() {
+    if (started) {
+      return;
     }
+    started = true;
     window.addEventListener("pagehide", stop);
     window.addEventListener("pageshow", function (event) {
       if (event.persisted) {
@@ -852,6 +1044,163 @@
       }
     });
     connect();
+  }
+
+  // -- subscriptions -----------------------------------------------------------------------
+
+  // "source:event_type" pairs this page wants; sent again on every new connection.
+  var subscriptions = ["thrillpots:*"];
+
+  function sendSubscriptions(ws, keys) {
+    for (var i = 0; i < keys.length; i += MAX_PER_REQUEST) {
+      var events = keys.slice(i, i + MAX_PER_REQUEST).map(function (key) {
+        var colon = key.indexOf(":");
+        return { source: key.slice(0, colon), event_type: key.slice(colon + 1) };
+      });
+      ws.send(JSON.stringify({ SubscribeRequest: { events: events } }));
+    }
+  }
+
+  /** "thrillgate", "thrillgate:PlayerBonusAdded" or {source, eventType} → "source:type". */
+  function subscriptionKey(item) {
+    var source;
+    var type;
+    if (typeof item === "string") {
+      var colon = item.indexOf(":");
+      source = colon < 0 ? item : item.slice(0, colon);
+      type = colon < 0 ? "*" : item.slice(colon + 1);
+    } else if (item && typeof item === "object") {
+      source = item.source;
+      type = item.eventType === undefined ? "*" : item.eventType;
+    }
+    if (SOURCES.indexOf(source) < 0 || typeof type !== "string" || !EVENT_TYPE.test(type) ||
+        type === "." || type.indexOf("..") >= 0) {
+      throw new TypeError("subscribe: not a subscription: " + JSON.stringify(item));
+    }
+    return source + ":" + type;
+  }
+
+  function isCovered(key, held) {
+    return held.indexOf(key) >= 0 || held.indexOf(key.split(":")[0] + ":*") >= 0;
+  }
+
+  function whenOpen() {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      return Promise.resolve();
+    }
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () {
+        var index = openWaiters.indexOf(done);
+        if (index >= 0) {
+          openWaiters.splice(index, 1);
+        }
+        reject(apiError(0, "relay_unavailable",
+          "the relay is not reachable now; the subscription is sent when it is"));
+      }, SUBSCRIBE_TIMEOUT_MS);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      openWaiters.push(done);
+    });
+  }
+
+  // -- the methods of window.ThrillConnect ---------------------------------------------------
+
+  /** Subscribe to more events; resolves with every subscription held once they are sent (the
+   *  relay does not acknowledge them). */
+  function subscribe(events) {
+    var list = events === undefined || events === null ? [] : [].concat(events);
+    var keys;
+    try {
+      keys = list.map(subscriptionKey);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Most general first, so that "thrillgate" makes "thrillgate:PlayerBonusAdded" redundant.
+    keys.sort(function (a, b) { return Number(b.slice(-2) === ":*") - Number(a.slice(-2) === ":*"); });
+    var fresh = [];
+    keys.forEach(function (key) {
+      if (!isCovered(key, subscriptions.concat(fresh))) {
+        fresh.push(key);
+      }
+    });
+    if (subscriptions.length + fresh.length > MAX_SUBSCRIPTIONS) {
+      return Promise.reject(new RangeError("subscribe: at most " + MAX_SUBSCRIPTIONS + " subscriptions"));
+    }
+    subscriptions = subscriptions.concat(fresh);
+    ensureStarted();
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      if (fresh.length) {
+        sendSubscriptions(socket, fresh); // a socket still opening sends them all in onopen
+      }
+      return Promise.resolve(subscriptions.slice());
+    }
+    return whenOpen().then(function () {
+      return subscriptions.slice();
+    });
+  }
+
+  /** Re-read an instance's ticker through the proxy; updates its tickers on the page and
+   *  dispatches thrillconnect:update ("refresh"), then resolves with that detail. */
+  function refresh(instanceId) {
+    if (typeof instanceId !== "string" || !instanceId) {
+      return Promise.reject(new TypeError("refresh: instanceId must be a non-empty string"));
+    }
+    ensureStarted();
+    return getJson("/v1/thrillpots/instances/" + encodeURIComponent(instanceId) + "/ticker")
+      .then(function (ticker) {
+        var detail = applyJackpotUpdate(ticker, "refresh");
+        if (!detail) {
+          throw apiError(502, "bad_gateway", "the ticker answer has no instance id", null);
+        }
+        return detail;
+      });
+  }
+
+  /** Opt the player in or out through POST <prefix>/v1/thrillpots/optin: the route checks
+   *  everything (its 4xx answers reject the promise as they are). */
+  function optIn(options) {
+    if (!options || typeof options !== "object") {
+      return Promise.reject(new TypeError("optIn: pass {instanceId | sourceId, optIn, contribution?}"));
+    }
+    ensureStarted();
+    var body = {};
+    copyDefined(body, "instance_id", options.instanceId);
+    copyDefined(body, "source_id", options.sourceId);
+    copyDefined(body, "opt_in", options.optIn);
+    copyDefined(body, "contribution_value", options.contribution);
+    return postOptIn(body, csrfToken()).then(function (answer) {
+      if (answer.instance_id) {
+        showOptIn(answer); // the widgets of that instance agree at once
+      }
+      return optInDetail(answer);
+    });
+  }
+
+  function copyDefined(target, name, value) {
+    if (value !== undefined && value !== null) {
+      target[name] = value;
+    }
+  }
+
+  /** The CSRF token assets() put on the script tag, else an opt-in widget's. */
+  function csrfToken() {
+    if (config.csrf) {
+      return config.csrf;
+    }
+    var widget = document.querySelector("[data-tc-csrf]:not(script)");
+    return widget ? widget.dataset.tcCsrf : "";
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+
+  function start() {
+    widgets("ticker").forEach(initTicker);
+    enableOptInForms();
+    if (document.querySelector("[data-tc-widget]")) {
+      ensureStarted(); // widgets to keep live; else the first method call connects
+    }
   }
 
   if (document.readyState === "loading") {
