@@ -1,4 +1,4 @@
-"""Logging in and out.
+"""Logging in and out, with Flask-Login and Flask-WTF forms.
 
 Simulator mode lists the simulator's wallet players to pick from; real mode asks for a player
 id, wallet token, currency and country. Either way, "administrator" is a checkbox: this is a
@@ -7,15 +7,15 @@ demo, a real portal decides who administers with its own accounts.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from flask_thrillconnect import Player
 from flask_thrillconnect.errors import ThrillConnectError
 
-from .forms import csrf_protected
+from .forms import DemoLoginForm, WalletLoginForm
 from .players import LOCALE_BY_COUNTRY, Login, demo_player, demo_players
-from .state import end_session, portal_state, start_session
+from .state import log_in, log_out, portal_state
 
 bp = Blueprint("accounts", __name__)
 
@@ -24,41 +24,52 @@ def _brand_id() -> str:
     return current_app.config["THRILLCONNECT_BRAND_ID"]
 
 
-@bp.get("/login")
-def login_page() -> str:
+def _login_form() -> DemoLoginForm | WalletLoginForm:
+    simulator = portal_state().simulator
+    if simulator is None:
+        return WalletLoginForm()
+    return DemoLoginForm([player.id for player in demo_players(simulator, _brand_id())])
+
+
+def _login_page(form: DemoLoginForm | WalletLoginForm) -> str:
     simulator = portal_state().simulator
     players = demo_players(simulator, _brand_id()) if simulator is not None else []
-    return render_template("portal/login.html", demo_players=players)
+    return render_template("portal/login.html", form=form, demo_players=players)
+
+
+@bp.get("/login")
+def login_page() -> str:
+    return _login_page(_login_form())
 
 
 @bp.post("/login")
-@csrf_protected
 def login() -> Response | tuple[str, int]:
-    is_admin = request.form.get("admin") == "on"
-    player = _demo_login() if portal_state().simulator is not None else _real_login()
-    if player is None and not is_admin:
-        return _login_failed()
-    start_session(Login(player, is_admin))
-    return redirect(url_for("lobby.lobby"))
+    form = _login_form()
+    if form.validate_on_submit():
+        demo = isinstance(form, DemoLoginForm)
+        player = _demo_login(form) if demo else _real_login(form)
+        if player is not None or form.admin.data:
+            log_in(Login(player, is_admin=bool(form.admin.data)))
+            return redirect(url_for("lobby.lobby"))
+    flash("Those details do not match a player. Check them and try again.", "error")
+    return _login_page(form), 400
 
 
-def _demo_login() -> Player | None:
-    player_id = request.form.get("player_id", "")
-    if not player_id:
+def _demo_login(form: DemoLoginForm) -> Player | None:
+    if not form.player_id.data:
         return None  # an administrator who does not play
-    return demo_player(portal_state().simulator, player_id, _brand_id())
+    return demo_player(portal_state().simulator, form.player_id.data, _brand_id())
 
 
-def _real_login() -> Player | None:
-    form = request.form
-    if not form.get("player_id") and not form.get("token"):
+def _real_login(form: WalletLoginForm) -> Player | None:
+    if not form.player_id.data and not form.token.data:
         return None
-    country = form.get("country", "").strip().upper() or None
+    country = (form.country.data or "").strip().upper() or None
     try:
         return Player(
-            id=form.get("player_id", "").strip(),
-            token=form.get("token", "").strip(),
-            currency=form.get("currency", "").strip().upper(),
+            id=(form.player_id.data or "").strip(),
+            token=(form.token.data or "").strip(),
+            currency=(form.currency.data or "").strip().upper(),
             country_code=country,
             locale=LOCALE_BY_COUNTRY.get(country or ""),
         )
@@ -66,14 +77,9 @@ def _real_login() -> Player | None:
         return None
 
 
-def _login_failed() -> tuple[str, int]:
-    flash("Those details do not match a player. Check them and try again.", "error")
-    return login_page(), 400
-
-
 @bp.post("/logout")
-@csrf_protected
 def logout() -> Response:
-    end_session()
+    # A form that is only a button: CSRFProtect has checked its token before this runs.
+    log_out()
     flash("You are logged out.", "info")
     return redirect(url_for("lobby.lobby"))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, send_from_directory
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from .games import SITEWIDE_SOURCE_ID, load_lobby
-from .state import current_login, portal_state
+from .state import portal_state
 
 bp = Blueprint("lobby", __name__)
 
@@ -23,8 +24,7 @@ def lobby() -> str:
 
 @bp.get("/admin/cors")
 def cors_admin() -> str:
-    login = current_login()
-    if login is None or not login.is_admin:
+    if not current_user.is_admin:
         abort(403)
     return render_template("portal/cors_admin.html")
 

@@ -1,17 +1,16 @@
-"""The portal's own per-app state, in ``app.extensions["example_portal"]``."""
+"""The portal's own per-app state, in ``app.extensions["example_portal"]``, and logging in/out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, session
+from flask_login import current_user, login_user, logout_user
 
 from flask_thrillconnect import ThrillConnect
 
-from .players import Login, Logins, LoginStore
-
-_LOGIN_KEY = "login"
+from .players import Login, Logins, PortalUser
 
 
 @dataclass
@@ -19,8 +18,8 @@ class PortalState:
     """The extension, the login store and, in simulator mode, the simulator's handle."""
 
     tc: ThrillConnect
+    logins: Logins
     simulator: Any | None = None
-    logins: Logins = field(default_factory=LoginStore)
 
 
 def portal_state() -> PortalState:
@@ -28,18 +27,21 @@ def portal_state() -> PortalState:
     return current_app.extensions["example_portal"]
 
 
-def current_login() -> Login | None:
-    """Who the current request's session belongs to, if anyone."""
-    return portal_state().logins.get(session.get(_LOGIN_KEY))
+def load_user(login_id: str) -> PortalUser | None:
+    """Flask-Login's ``user_loader``: the login record kept on the server, by its id."""
+    login = portal_state().logins.get(login_id)
+    return PortalUser(login_id, login) if login is not None else None
 
 
-def start_session(login: Login) -> None:
-    """Log in: a fresh session (no fixation) holding only the login's handle."""
-    end_session()
-    session[_LOGIN_KEY] = portal_state().logins.add(login)
+def log_in(login: Login) -> None:
+    """A fresh session (no fixation) whose Flask-Login user is ``login``, kept server side."""
+    log_out()
+    login_user(PortalUser(portal_state().logins.add(login), login))
 
 
-def end_session() -> None:
-    """Log out: forget the login and clear the session."""
-    portal_state().logins.remove(session.get(_LOGIN_KEY))
+def log_out() -> None:
+    """Forget the current login on the server and clear the session."""
+    if current_user.is_authenticated:
+        portal_state().logins.remove(current_user.get_id())
+    logout_user()
     session.clear()

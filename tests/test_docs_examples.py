@@ -61,17 +61,18 @@ def test_the_lobby_example_serves_jackpot_values(source, thrillconnect_sim):
     namespace = run_example(code, thrillconnect_sim)
     app = namespace["app"]
 
-    # The example's server-side user records; its session holds the user id only.
+    # The example's server-side user records; its session (Flask-Login's) holds the user id only.
     namespace["USERS"]["u2"] = {"player_id": "player_00002", "wallet_token": "token_00002",
                                 "currency": "GBP", "country": "GB"}  # fmt: skip
 
     with app.test_client() as client:
         anonymous = client.get("/")
         with client.session_transaction() as session:
-            session["user_id"] = "u2"
+            session["_user_id"] = "u2"  # what flask_login.login_user() stores
         player = client.get("/")
         with client.session_transaction() as session:
-            assert dict(session) == {"user_id": "u2"}
+            assert session["_user_id"] == "u2"
+            assert "token_00002" not in repr(dict(session))
 
     assert anonymous.status_code == player.status_code == 200
     assert set(anonymous.get_json()["pots"]) == {"minor", "major", "mega"}
