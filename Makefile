@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench docs system-deps clean
+.PHONY: demo test lint format bench docs system-deps node-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,docs]'
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $@
 
 # Chromium drives the widget tests and redis-server backs cluster mode's tests; Debian's
@@ -22,6 +22,16 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			chromium redis-server >/dev/null; }
 
+# TypeScript (npm, package-lock.json) checks the page script's declarations in the tests;
+# Debian's npm, installed when missing.
+node-deps:
+	@test -x node_modules/.bin/tsc || { \
+		command -v npm >/dev/null 2>&1 || { \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+				nodejs npm >/dev/null; }; \
+		npm ci --no-audit --no-fund; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -30,7 +40,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) system-deps lint docs
+test: $(STAMP) system-deps node-deps lint docs
 	$(PY) -m pytest
 
 # The example portal on http://127.0.0.1:5000, against an embedded simulator unless

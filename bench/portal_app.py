@@ -1,8 +1,8 @@
 """The portal the benchmarks serve with gunicorn: the extension plus a bare baseline route.
 
 Configured from the environment (``THRILLCONNECT_URL``, ``BENCH_INSTANCE_ID`` and, for the
-relay benchmark, ``THRILLCONNECT_SERVICE_TOKEN``) so that gunicorn can import
-``bench.portal_app:create_app()``.
+relay benchmarks, ``THRILLCONNECT_SERVICE_TOKEN`` and ``THRILLCONNECT_REDIS_URL``) so that
+gunicorn can import ``bench.portal_app:create_app()``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ def create_app() -> Flask:
         THRILLCONNECT_TIMEOUT=(3.05, 30),
         # The relay's one upstream stream per process; without it, per-player streams.
         THRILLCONNECT_SERVICE_TOKEN=os.environ.get("THRILLCONNECT_SERVICE_TOKEN"),
+        # Cluster mode (bench.cluster_relay); unset or empty: per process.
+        THRILLCONNECT_REDIS_URL=os.environ.get("THRILLCONNECT_REDIS_URL") or None,
     )
-    ThrillConnect(app)
+    tc = ThrillConnect(app)
+    # Served on 127.0.0.1 to the benchmark alone: it reads the figures of /health/detail.
+    tc.admin_check(lambda: True)
     instance_id = os.environ["BENCH_INSTANCE_ID"]
     body: list[bytes] = []
 

@@ -147,7 +147,7 @@ class Portal:
         return f"ws://127.0.0.1:{self.port}{RELAY_PATH}"
 
     def stream(self) -> dict[str, object]:
-        health = requests.get(f"{self.url}/thrillconnect/health", timeout=10).json()
+        health = requests.get(f"{self.url}/thrillconnect/health/detail", timeout=10).json()
         return health["upstream"]["stream"]
 
 

@@ -115,7 +115,7 @@ class Portal:
         return f"ws://127.0.0.1:{self.port}{RELAY_PATH}"
 
     def health(self) -> dict[str, Any]:
-        return requests.get(f"{self.url}/thrillconnect/health", timeout=10).json()
+        return requests.get(f"{self.url}/thrillconnect/health/detail", timeout=10).json()
 
 
 @contextmanager

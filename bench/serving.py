@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import requests
@@ -25,17 +25,23 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn_portal(
-    sim: Simulator, gunicorn_args: Sequence[str], *, service_token: bool = False
+    sim: Simulator,
+    gunicorn_args: Sequence[str],
+    *,
+    service_token: bool = False,
+    redis_url: str | None = None,
 ) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
-    """``(url, port, master)`` of ``bench.portal_app`` served against ``sim``; stopped after."""
+    """``(url, port, master)`` of ``bench.portal_app`` served against ``sim`` (in cluster mode
+    with ``redis_url``); stopped after."""
     port = free_port()
-    env = {
+    env: Mapping[str, str] = {
         **os.environ,
         "THRILLCONNECT_URL": sim.url,
         "BENCH_INSTANCE_ID": sim.instance_ids["progressive"],
+        "THRILLCONNECT_REDIS_URL": redis_url or "",
     }
     if service_token:
-        env["THRILLCONNECT_SERVICE_TOKEN"] = sim.service_token
+        env = {**env, "THRILLCONNECT_SERVICE_TOKEN": sim.service_token}
     command = [
         sys.executable, "-m", "gunicorn", *gunicorn_args,
         "--bind", f"127.0.0.1:{port}", "--log-level", "warning",

@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from .errors import ConfigurationError, ThrillConnectError
+from .health import NO_SERVICE_TOKEN, count_sources
 from .models import subscribe_request_json
 from .redis_connection import connect
 from .state import current_state
@@ -53,19 +54,39 @@ def cors_list() -> None:
 @click.option(
     "--mode",
     "match_mode",
-    type=click.Choice(["Exact", "Wildcard", "Regex"]),
-    default="Exact",
-    show_default=True,
-    help="How PATTERN matches an origin.",
+    type=click.Choice(["Exact", "Wildcard", "Regex"], case_sensitive=False),
+    default=None,
+    help="How PATTERN matches an origin (any case). Default: Wildcard when PATTERN has a "
+    "'*', else Exact.",
 )
-def cors_add(pattern: str, match_mode: str) -> None:
+def cors_add(pattern: str, match_mode: str | None) -> None:
     """Add (or update) the rule for PATTERN."""
+    if match_mode is None:
+        match_mode = _inferred_mode(pattern)
+    elif match_mode == "Exact" and "*" in pattern:
+        click.echo(f"note: {pattern!r} is stored as Exact: its '*' matches only a '*'", err=True)
     client = _admin_client()
     rules = _upstream_call(
         lambda: client.cors_upsert([{"pattern": pattern, "match_mode": match_mode}])
     )
     click.echo(f"added {match_mode} {pattern}")
     _print_rules(rules)
+
+
+_REGEX_SIGNS = frozenset("^$\\()[]{}|+?")
+
+
+def _inferred_mode(pattern: str) -> str:
+    """The mode of a pattern given without ``--mode``: Exact, or Wildcard when it has a ``*``
+    (and a pattern that looks like a regular expression must say which it is)."""
+    if "*" not in pattern:
+        return "Exact"
+    if ".*" in pattern or _REGEX_SIGNS.intersection(pattern):
+        raise click.UsageError(
+            f"{pattern!r} looks like a regular expression: give --mode regex (or wildcard)"
+        )
+    click.echo(f"{pattern!r} has a '*': stored as Wildcard (--mode exact keeps it Exact)")
+    return "Wildcard"
 
 
 @cors_cli.command("remove")
@@ -89,7 +110,10 @@ def check() -> None:
     results = [
         _check("REST /health", lambda: f"version {client.health().version}"),
         _check("REST /v1/currencies", lambda: f"{len(client.currencies().multipliers)} currencies"),
-        _check("REST /v1/thrillpots/sources", lambda: f"{len(client.sources())} sources"),
+        _check(
+            "REST /v1/thrillpots/sources",
+            lambda: f"{count_sources(client, settings.owner_id)} sources",
+        ),
     ]
     if settings.service_token:
         results.append(_check("WS service stream", lambda: _check_service_stream(current)))
@@ -97,7 +121,11 @@ def check() -> None:
             _check("REST /v1/cors (service token)", lambda: f"{len(client.cors_list())} rules")
         )
     else:
-        click.echo("-  WS service stream: skipped (no THRILLCONNECT_SERVICE_TOKEN)")
+        # Not a failure: players still get their own streams. But say what it costs.
+        click.echo(
+            f"!  WS service stream: {NO_SERVICE_TOKEN}: anonymous visitors get no live "
+            "updates and CORS rules cannot be managed; set THRILLCONNECT_SERVICE_TOKEN"
+        )
     if settings.redis_url is not None:
         redis_url, prefix = settings.redis_url, settings.redis_prefix
         results.append(_check("Redis (cluster mode)", lambda: _check_redis(redis_url, prefix)))

@@ -65,6 +65,7 @@ from .upstream_http import (
     MAX_BACKOFF,
     MAX_RETRIES,
     REDIRECT_STATUSES,
+    FailureLog,
     error_for_answer,
     field_summary,
     new_session,
@@ -189,6 +190,8 @@ class ThrillConnectClient:
         self._session_lock = threading.Lock()
         self._session: requests.Session | None = None
         self._session_pid: int | None = None
+        #: Logs this client's failed calls: one line each, at most one per kind per interval.
+        self.failures = FailureLog(logging.getLogger("flask_thrillconnect.upstream"))
 
     def __repr__(self) -> str:
         return (
@@ -443,7 +446,7 @@ class ThrillConnectClient:
         what = f"{call.method} {call.path}"
         started = time.monotonic()
         redirected = False
-        with transport_errors(what):
+        with transport_errors(what, self.failures):
             while True:
                 response = self.session.request(
                     call.method,
@@ -473,7 +476,9 @@ class ThrillConnectClient:
                     body = read_body(response, what)
                 break
         if not 200 <= status < 300:
-            raise error_for_answer(status, body, what, secret=self._service_token)
+            raise error_for_answer(
+                status, body, what, secret=self._service_token, failures=self.failures
+            )
         return status, body
 
 

@@ -10,14 +10,19 @@ naming the key, and no message echoes a URL or a token.
 
 from __future__ import annotations
 
+import difflib
 import math
+import os
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import validation
-from .errors import ConfigurationError, InvalidIdentifier
+from .errors import ConfigurationError, ConfigurationWarning, InvalidIdentifier
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -36,6 +41,7 @@ __all__ = [
     "check_ws_url",
     "derive_ws_url",
     "read_settings",
+    "warn_unknown_keys",
 ]
 
 #: Cache kinds and their default freshness in seconds.
@@ -66,6 +72,7 @@ DEFAULTS: Mapping[str, Any] = {
     "THRILLCONNECT_REDIS_URL": None,
     "THRILLCONNECT_REDIS_PREFIX": None,
     "THRILLCONNECT_STREAM_HOLDERS": 2,
+    "THRILLCONNECT_CHECK_ON_START": False,
 }
 
 REQUIRED = ("THRILLCONNECT_URL", "THRILLCONNECT_OPERATOR_ID", "THRILLCONNECT_BRAND_ID")
@@ -95,6 +102,8 @@ class Settings:
     redis_prefix: str = ""
     #: Cluster mode: processes holding the upstream service stream (1 or 2).
     stream_holders: int = 2
+    #: ``init_app`` asks ThrillConnect whether the operator and brand have any source.
+    check_on_start: bool = False
 
     @property
     def owner_id(self) -> str:
@@ -115,6 +124,7 @@ def read_settings(app: Flask) -> Settings:
 
     :raises ConfigurationError: naming the key that is missing or wrong.
     """
+    warn_unknown_keys(app.config)
     for key, default in DEFAULTS.items():
         app.config.setdefault(key, default)
     config = app.config
@@ -152,7 +162,38 @@ def read_settings(app: Flask) -> Settings:
         redis_url=_redis_url(config["THRILLCONNECT_REDIS_URL"]),
         redis_prefix=_redis_prefix(config["THRILLCONNECT_REDIS_PREFIX"], operator_id, brand_id),
         stream_holders=_stream_holders(config["THRILLCONNECT_STREAM_HOLDERS"]),
+        check_on_start=_flag(
+            config["THRILLCONNECT_CHECK_ON_START"], "THRILLCONNECT_CHECK_ON_START"
+        ),
     )
+
+
+def warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Warn (:class:`~flask_thrillconnect.errors.ConfigurationWarning`) about every
+    ``THRILLCONNECT_*`` key the extension does not know, naming the closest known key: a
+    mistyped key would otherwise be ignored without a word. Values are never shown."""
+    known = [*REQUIRED, *DEFAULTS]
+    for key in sorted(k for k in config if isinstance(k, str) and k.startswith("THRILLCONNECT_")):
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "see the configuration docs for the keys"
+        warnings.warn(
+            f"unknown configuration key {key} is ignored; {hint}",
+            ConfigurationWarning,
+            stacklevel=_caller_level(),
+        )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package: the portal's own call of
+    ``init_app`` (or of ``ThrillConnect(app)``)."""
+    package = os.path.dirname(__file__)
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _redis_url(value: Any) -> str | None:
@@ -333,6 +374,18 @@ def _seconds(value: Any, key: str, *, positive: bool = False) -> float:
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         raise ConfigurationError(f"{key} must be a finite number of seconds > 0, got {value!r}")
     return number
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _flag(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE  # from the environment
+    raise ConfigurationError(f"{key} must be true or false, got {value!r}")
 
 
 def _positive_int(value: Any, key: str) -> int:

@@ -9,13 +9,16 @@ responses module turns any of them into ``{"error", "message"}`` with that statu
 
 Messages are written by this package: they never contain a token, an ``Authorization`` header
 or a URL with its query string, and they never echo long or control-character values that a
-browser sent.
+browser sent. An upstream error's ``message`` names the upstream call (``GET /v1/…``) for the
+operator's logs; what a player may see is :attr:`ThrillConnectError.public_message`, which names
+no upstream URL or path.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ConfigurationWarning",
     "InvalidIdentifier",
     "InvalidRequest",
     "RateLimited",
@@ -38,6 +41,8 @@ class ThrillConnectError(Exception):
 
     #: HTTP status the blueprint answers with when this error reaches a browser.
     code: int = 500
+    #: Set once the error was logged where it happened (one line per failure).
+    logged: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -45,6 +50,17 @@ class ThrillConnectError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def public_message(self) -> str:
+        """What a player's browser or page may be told: ``message``, except for upstream
+        errors, whose message names the upstream call and is for the operator's logs only."""
+        return self.message
+
+
+class ConfigurationWarning(UserWarning):
+    """A configuration that works but is probably not what was meant (an unknown
+    ``THRILLCONNECT_*`` key). Not an error: :func:`warnings.warn` category."""
 
 
 class ConfigurationError(ThrillConnectError):
@@ -107,11 +123,27 @@ class UpstreamError(ThrillConnectError):
     """
 
     code = 502
+    #: What a player may be told (no upstream URL, path or upstream text).
+    public_text = "ThrillConnect could not give a usable answer"
 
-    def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        public: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.error = error
+        self._public = public
+
+    @property
+    def public_message(self) -> str:
+        """The class's ``public_text``, or the ``public`` text given (an upstream refusal
+        written for players, such as an opt-in's "not eligible")."""
+        return self._public if self._public is not None else self.public_text
 
     def __repr__(self) -> str:
         return (
@@ -124,6 +156,7 @@ class UpstreamBadRequest(UpstreamError):
     """ThrillConnect answered 400: the request we sent was refused."""
 
     code = 400
+    public_text = "ThrillConnect refused the request"
 
 
 class UpstreamUnauthorized(UpstreamError):
@@ -133,6 +166,7 @@ class UpstreamUnauthorized(UpstreamError):
     """
 
     code = 502
+    public_text = "the portal could not sign in to ThrillConnect"
 
 
 class UpstreamForbidden(UpstreamError):
@@ -142,12 +176,14 @@ class UpstreamForbidden(UpstreamError):
     """
 
     code = 502
+    public_text = "the portal may not ask ThrillConnect for this"
 
 
 class UpstreamNotFound(UpstreamError):
     """ThrillConnect answered 404: no such source, instance or route."""
 
     code = 404
+    public_text = "no such jackpot"
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -157,8 +193,17 @@ class UpstreamUnavailable(UpstreamError):
     whose body does not load. ``code`` is 503 when the upstream said 503, else 502.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, error: str | None = None):
-        super().__init__(message, status=status, error=error)
+    public_text = "ThrillConnect is unavailable; try again shortly"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        public: str | None = None,
+    ):
+        super().__init__(message, status=status, error=error, public=public)
         self.code = 503 if status == 503 else 502
 
 
@@ -166,6 +211,7 @@ class UpstreamTimeout(UpstreamError):
     """ThrillConnect did not connect or answer within the configured timeout."""
 
     code = 504
+    public_text = "ThrillConnect did not answer in time; try again shortly"
 
 
 _ERROR_FOR_STATUS: dict[int, type[UpstreamError]] = {

@@ -1,4 +1,5 @@
-"""The upstream REST status that ``/health`` reports, probed in the background.
+"""The upstream REST status that ``/health`` reports, probed in the background, and the
+owner check shared by ``flask thrillconnect check`` and ``THRILLCONNECT_CHECK_ON_START``.
 
 A health check must answer within about a second, also (above all) while ThrillConnect hangs:
 so ``/health`` never waits out the upstream read timeout. It reports the last probe's answer
@@ -8,13 +9,38 @@ and starts a new probe in a background thread when that answer is older than
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FIRST_PROBE_WAIT", "PROBE_INTERVAL", "SLOW_AFTER", "RestProbe"]
+from .errors import (
+    ConfigurationError,
+    UpstreamError,
+    UpstreamForbidden,
+    UpstreamUnauthorized,
+)
+
+if TYPE_CHECKING:
+    from .client import ThrillConnectClient
+
+__all__ = [
+    "FIRST_PROBE_WAIT",
+    "NO_SERVICE_TOKEN",
+    "PROBE_INTERVAL",
+    "SLOW_AFTER",
+    "RestProbe",
+    "check_on_start",
+    "count_sources",
+]
+
+logger = logging.getLogger("flask_thrillconnect")
+
+#: What ``/health/detail`` and ``flask thrillconnect check`` say of the service stream when
+#: ``THRILLCONNECT_SERVICE_TOKEN`` is not set.
+NO_SERVICE_TOKEN = "disabled: no service token"
 
 #: Seconds between probes, whatever the request rate.
 PROBE_INTERVAL = 5.0
@@ -78,3 +104,45 @@ class RestProbe:
         with self._lock:
             self._result, self._result_at, self._running_since = result, self._clock(), None
         self._first_done.set()
+
+
+def count_sources(client: ThrillConnectClient, owner_id: str) -> int:
+    """How many sources ThrillConnect lists for the portal's operator and brand.
+
+    ThrillConnect answers an empty list, not an error, for an operator or brand it does not
+    know: none at all means the configuration is wrong.
+
+    :raises ConfigurationError: no source, or the credentials were refused (401/403).
+    :raises UpstreamError: ThrillConnect could not be asked.
+    """
+    try:
+        count = len(client.sources())
+    except (UpstreamUnauthorized, UpstreamForbidden) as exc:
+        raise ConfigurationError(
+            f"ThrillConnect refused the portal's credentials ({exc.status}): check "
+            "THRILLCONNECT_SERVICE_TOKEN, THRILLCONNECT_OPERATOR_ID and THRILLCONNECT_BRAND_ID"
+        ) from exc
+    if count == 0:
+        raise ConfigurationError(
+            f"ThrillConnect lists no sources for {owner_id}: an unknown operator or brand? "
+            "Check THRILLCONNECT_OPERATOR_ID and THRILLCONNECT_BRAND_ID"
+        )
+    return count
+
+
+def check_on_start(client: ThrillConnectClient, owner_id: str) -> None:
+    """``THRILLCONNECT_CHECK_ON_START``: refuse to start with an operator or brand that
+    ThrillConnect does not know; start anyway (with a warning) when ThrillConnect cannot be
+    reached, so that an upstream outage never keeps the portal down.
+
+    :raises ConfigurationError: see :func:`count_sources`.
+    """
+    try:
+        count_sources(client, owner_id)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"THRILLCONNECT_CHECK_ON_START: {exc}") from exc
+    except UpstreamError as exc:
+        logger.warning(
+            "THRILLCONNECT_CHECK_ON_START: ThrillConnect could not be asked (%s); starting anyway",
+            exc,
+        )

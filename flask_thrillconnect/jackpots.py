@@ -201,6 +201,16 @@ class JackpotService:
 
     # -- operations -------------------------------------------------------------------------
 
+    def clear(self) -> None:
+        """Forget every cached answer and remembered 404 (``ThrillConnect.cache_clear``)."""
+        self._cache.clear()
+        self._not_found = NotFoundMemory()
+        self.known_ids = KnownIds(self._sources_body)
+
+    def expire(self) -> None:
+        """Make every cached answer stale now (``ThrillConnect.cache_expire``)."""
+        self._cache.expire()
+
     def cache_stats(self) -> dict[str, int | str]:
         """The cache's figures for ``/health``."""
         return self._cache.stats()

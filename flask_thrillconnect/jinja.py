@@ -98,17 +98,21 @@ class TemplateGlobal:
 
     # -- page assets and security ---------------------------------------------------------
 
-    def assets(self, nonce: str | None = None) -> Markup:
+    def assets(self, nonce: str | Callable[[], str] | None = None) -> Markup:
         """The stylesheet link and the deferred script, once per page.
 
         The script's configuration travels in ``data-`` attributes of its tag (no inline
         JavaScript): ``data-tc-base`` (the blueprint's URL prefix), ``data-tc-events`` (the relay
         WebSocket path), ``data-tc-player`` (the player's id, never a token),
         ``data-tc-currency`` (display currency; empty for anonymous visitors),
+        ``data-tc-csrf`` (the player's ``X-CSRFToken`` for the script's ``optIn()``; left out
+        for anonymous visitors),
         ``data-tc-locale`` (BCP 47) and ``data-tc-rates`` (``{"base_currency", "multipliers"}``
         as JSON; left out when the exchange rates are unavailable).
 
-        :param nonce: the page's CSP nonce, put on both tags.
+        :param nonce: the page's CSP nonce, put on both tags: a string, or a callable answering
+            it (Flask-Talisman's ``csp_nonce``, passed with or without the call). No attribute
+            when it is ``None`` or empty.
         """
         base = self.base_url()
         config: dict[str, str] = {
@@ -121,12 +125,15 @@ class TemplateGlobal:
         if player is not None:
             config["data-tc-player"] = player.id
             config["data-tc-currency"] = player.currency
+            # For the page API's optIn(): the same token the opt-in widget carries.
+            config["data-tc-csrf"] = make_csrf_token(player.id)
         rates = self._rates()
         if rates is not None:
             config["data-tc-rates"] = models.to_json(
                 {"base_currency": rates.base_currency, "multipliers": dict(rates.multipliers)}
             )
-        nonce_attr = Markup(' nonce="{}"').format(nonce) if nonce else Markup()
+        nonce_value = _nonce_text(nonce)
+        nonce_attr = Markup(' nonce="{}"').format(nonce_value) if nonce_value else Markup()
         config_attrs = Markup("").join(
             Markup(' {}="{}"').format(name, value) for name, value in config.items()
         )
@@ -461,6 +468,21 @@ class TemplateGlobal:
             logger.warning("thrillconnect %s unavailable: %s", what, exc)
         else:
             logger.exception("thrillconnect %s failed to render", what)
+
+
+def _nonce_text(nonce: str | Callable[[], str] | None) -> str:
+    """The nonce as text: a callable is called (Flask-Talisman's ``csp_nonce`` is a bound method,
+    which formatted as is would render ``nonce="<bound method …>"``)."""
+    if callable(nonce):
+        nonce = nonce()
+    if nonce is None:
+        return ""
+    if not isinstance(nonce, str):
+        raise TypeError(
+            "assets(nonce=…) takes a string or a callable answering one, "
+            f"not {type(nonce).__name__}"
+        )
+    return nonce
 
 
 def _one_of(source_id: str | None, instance_id: str | None, macro: str) -> bool:

@@ -57,11 +57,22 @@ class _ErrorAnswer(_Answer):
     message = fields.String(required=True)
 
 
-class _HealthAnswer(_Answer):
-    """``GET /health``: the overall status, upstream and cache figures."""
+_HEALTH_STATUSES = ["ok", "degraded", "down"]
 
-    status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded"]))
+
+class _HealthAnswer(_Answer):
+    """``GET /health``: the overall status, and nothing else (public)."""
+
+    status = fields.String(required=True, validate=validate.OneOf(_HEALTH_STATUSES))
+
+
+class _HealthDetailAnswer(_Answer):
+    """``GET /health/detail``: the status, what is wrong, upstream, relay and cache figures."""
+
+    status = fields.String(required=True, validate=validate.OneOf(_HEALTH_STATUSES))
+    problems = fields.List(fields.String(), required=True)
     upstream = fields.Dict(required=True)
+    relay = fields.Dict(required=True)
     cache = fields.Dict(required=True)
 
 
@@ -80,6 +91,7 @@ _COMPONENTS: dict[str, type[Schema]] = {
     "CorsRemove": CorsRemoveBody,
     "CorsRemoved": CorsRemovalSchema,
     "Health": _HealthAnswer,
+    "HealthDetail": _HealthDetailAnswer,
 }
 
 _STRING = {"type": "string"}
@@ -179,8 +191,17 @@ def _paths(identifier: dict[str, Any], name_filter: dict[str, Any]) -> dict[str,
         },
         "/health": {
             "get": {
-                "summary": "Upstream status and cache figures",
+                "summary": "Public liveness: ok, degraded or down (answered within ~1 s)",
                 "responses": {"200": {"description": "OK", "content": _json(_ref("Health"))}},
+            }
+        },
+        "/health/detail": {
+            "get": {
+                "summary": "Upstream, stream, relay, cache and Redis figures (admin_check)",
+                "responses": {
+                    "200": {"description": "OK", "content": _json(_ref("HealthDetail"))},
+                    **_errors(403),
+                },
             }
         },
     }

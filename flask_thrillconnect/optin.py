@@ -89,6 +89,7 @@ def _await_answer(stream: Any, player_id: str, instance_id: str, deadline: float
 def refusal(code: str, message: str) -> UpstreamError:
     """The exception for an upstream ``Error`` answer to an opt-in request."""
     exc_type, status = _REFUSALS.get(code, (UpstreamBadRequest, 400))
-    exc = exc_type(message, error=code)
+    # The refusal's text is written for players ("not eligible"): a browser may see it.
+    exc = exc_type(message, error=code, public=message)
     exc.code = status
     return exc

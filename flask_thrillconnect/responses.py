@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from .errors import InvalidRequest, RateLimited, ThrillConnectError
 from .jackpots import Answer
 from .models import to_json
+from .state import current_state
 
 logger = logging.getLogger("flask_thrillconnect.responses")
 
@@ -72,9 +73,10 @@ def error_response(exc: BaseException) -> Response:
     traceback. The one place where exceptions become HTTP answers."""
     if isinstance(exc, ThrillConnectError):
         status = exc.code
-        if status >= 500:
-            logger.warning("thrillconnect upstream trouble: %s", exc)
-        response = json_response({"error": error_code(exc), "message": str(exc)}, status)
+        if status >= 500 and not exc.logged:
+            current_state().client.failures.log(exc)  # once per failure, rate-limited
+        # The public text: an upstream error's own message names the upstream call (logged above).
+        response = json_response({"error": error_code(exc), "message": exc.public_message}, status)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -19,7 +19,7 @@ from .cache import ResponseCache, make_storage
 from .client import ThrillConnectClient
 from .config import Settings
 from .errors import ThrillConnectError, is_upstream_failure
-from .health import RestProbe
+from .health import NO_SERVICE_TOKEN, RestProbe
 from .jackpots import JackpotService
 from .player import Player
 from .relay import Relay
@@ -118,23 +118,58 @@ class State:
         return self.callbacks.call_admin_check()
 
     def health(self) -> dict[str, Any]:
-        """Upstream REST status (probed in the background) and cache figures, within ~1 s."""
+        """``/health/detail``: upstream REST status (probed in the background), stream, relay
+        and cache figures, within ~1 s. ``status`` is what the public ``/health`` answers:
+
+        - ``ok``: all is well;
+        - ``degraded``: players are served, but not as they should be (see ``problems``);
+        - ``down``: ThrillConnect answers neither REST nor the stream: at best stale values.
+        """
         rest = self.rest_probe.status()
         relay = self.relay.stats()
         cache = self.service.cache_stats()
+        problems: list[str] = []
         if relay.get("cluster") == "redis":
             # Most processes hold no stream of their own: the cluster's holders' status counts.
-            stream_ok = relay["upstream_status"] == "connected"
+            stream_ok = stream_live = relay["upstream_status"] == "connected"
         else:
             stream_ok = relay["upstream"].get("state") in (None, "idle", "connected")
+            stream_live = relay["upstream"].get("state") == "connected"
+        if not self.settings.service_token:
+            # Players have streams of their own; anonymous visitors have none to share.
+            relay["upstream"]["service"] = NO_SERVICE_TOKEN
+            stream_live = stream_ok = False
+            problems.append(
+                "no service token: anonymous visitors get no live updates "
+                "(set THRILLCONNECT_SERVICE_TOKEN)"
+            )
+        elif not stream_ok:
+            problems.append("the upstream stream is down: updates are not live")
+        if not rest["ok"]:
+            problems.append("ThrillConnect's REST API does not answer: cached values stand in")
         # Cluster mode fell back to per-process: players are served, the cluster is not one.
-        cluster_ok = relay.get("cluster") != "fallback" and cache.get("mode") != "fallback"
+        cluster_ok = (
+            relay.get("cluster") not in ("fallback", "rejoining")
+            and cache.get("mode") != "fallback"
+        )
+        if not cluster_ok:
+            problems.append("cluster mode runs per process: Redis is not shared now")
+        if not rest["ok"] and not stream_live:
+            status = "down"
+        else:
+            status = "ok" if rest["ok"] and stream_ok and cluster_ok else "degraded"
         return {
-            "status": "ok" if rest["ok"] and stream_ok and cluster_ok else "degraded",
+            "status": status,
+            "problems": problems,
             "upstream": {"rest": rest, "stream": relay.pop("upstream")},
             "relay": relay,
             "cache": cache,
         }
+
+    def liveness(self) -> dict[str, str]:
+        """The public ``/health``: ``{"status": "ok" | "degraded" | "down"}`` and nothing
+        more (no version, error text or figures)."""
+        return {"status": self.health()["status"]}
 
     def _probe_rest(self) -> dict[str, Any]:
         started = time.perf_counter()

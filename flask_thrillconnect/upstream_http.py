@@ -3,12 +3,21 @@
 Nothing here knows a route or a schema; :class:`~flask_thrillconnect.client.ThrillConnectClient`
 builds its calls and sends them through these helpers. Every message they raise names the
 method and path of the call (``what``), never a full URL, a query string or a token.
+
+A failed call is logged once, by the client's :class:`FailureLog`
+(``flask_thrillconnect.upstream``), at most one line per kind of failure every
+:data:`FAILURE_LOG_INTERVAL` seconds. urllib3's own
+"Retrying (…)" warning, one per retry, is dropped for the sessions made here (and only for
+them: a filter on ``urllib3.connectionpool`` recognises our retry policy).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -20,19 +29,23 @@ from urllib3.util.retry import Retry
 
 from . import __version__
 from .errors import (
+    ThrillConnectError,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    is_upstream_failure,
     upstream_error_for_status,
 )
 from .limits import MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES
 from .models import parse_json
 
 __all__ = [
+    "FAILURE_LOG_INTERVAL",
     "MAX_BACKOFF",
     "MAX_RETRIES",
     "REDIRECT_STATUSES",
     "RETRY_STATUSES",
+    "FailureLog",
     "error_for_answer",
     "field_summary",
     "new_session",
@@ -53,6 +66,70 @@ _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&#\s\"']*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 
 
+#: Seconds during which further failures of the same kind are counted, not logged.
+FAILURE_LOG_INTERVAL = 10.0
+
+
+class FailureLog:
+    """Logs failures at most once per kind (the exception's class) and ``interval`` seconds;
+    the next line says how many were held back. Marks each error it saw ``logged``.
+
+    :param logger: where the lines go (at WARNING).
+    :param clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = FAILURE_LOG_INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        # kind -> (when last logged, failures held back since)
+        self._kinds: dict[str, tuple[float, int]] = {}
+
+    def log(self, exc: ThrillConnectError) -> None:
+        """One line for ``exc`` unless one of its kind was logged within ``interval``."""
+        exc.logged = True
+        kind, now = type(exc).__name__, self._clock()
+        with self._lock:
+            last, held = self._kinds.get(kind, (-self.interval, 0))
+            if now - last < self.interval:
+                self._kinds[kind] = (last, held + 1)
+                return
+            self._kinds[kind] = (now, 0)
+        more = f" ({held} more like it in the last {self.interval:g} s)" if held else ""
+        # The message names the call (method and path), never a query string or a token.
+        self.logger.warning("ThrillConnect failed: %s: %s%s", kind, redact(str(exc)), more)
+
+
+class _QuietRetry(Retry):
+    """The retry policy of our sessions; urllib3's warning about each retry is dropped (see
+    :class:`_DropOurRetryWarnings`): the failure, if the retries do not help, is logged once."""
+
+
+class _DropOurRetryWarnings(logging.Filter):
+    """Drops urllib3's "Retrying (Retry(…)) after connection broken by …" when the retry
+    policy is ours; every other urllib3 record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and args and isinstance(args[0], _QuietRetry))
+
+
+def _install_retry_filter() -> None:
+    urllib3_logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _DropOurRetryWarnings) for f in urllib3_logger.filters):
+        urllib3_logger.addFilter(_DropOurRetryWarnings())
+
+
+_install_retry_filter()
+
+
 def redact(url: str) -> str:
     """``url`` (or any text) with every ``token=…`` value replaced by ``token=***``.
 
@@ -67,7 +144,7 @@ def new_session(retries: int, backoff: float) -> requests.Session:
     :param retries: how many times a GET is retried (0 to :data:`MAX_RETRIES`).
     :param backoff: urllib3's ``backoff_factor``; no sleep exceeds :data:`MAX_BACKOFF`.
     """
-    retry = Retry(
+    retry = _QuietRetry(
         total=retries,
         connect=retries,
         # A read error may mean the request was processed: never resend it.
@@ -93,22 +170,29 @@ def new_session(retries: int, backoff: float) -> requests.Session:
 
 
 @contextmanager
-def transport_errors(what: str) -> Iterator[None]:
-    """Raise what requests and urllib3 raise inside as the package's upstream errors.
+def transport_errors(what: str, failures: FailureLog | None = None) -> Iterator[None]:
+    """Raise what requests and urllib3 raise inside as the package's upstream errors, logged
+    to ``failures`` when given.
 
     :raises UpstreamTimeout: no answer in time (also while streaming the body).
     :raises UpstreamUnavailable: no connection, or any other transport failure.
     """
+
+    def logged(exc: UpstreamError) -> UpstreamError:
+        if failures is not None:
+            failures.log(exc)
+        return exc
+
     try:
         yield
     except requests.Timeout as error:
-        raise UpstreamTimeout(f"ThrillConnect did not answer {what} in time") from error
+        raise logged(UpstreamTimeout(f"ThrillConnect did not answer {what} in time")) from error
     except requests.ConnectionError as error:
         if _caused_by_read_timeout(error):
-            raise UpstreamTimeout(f"ThrillConnect did not answer {what} in time") from error
-        raise UpstreamUnavailable(f"could not reach ThrillConnect for {what}") from error
+            raise logged(UpstreamTimeout(f"ThrillConnect did not answer {what} in time")) from error
+        raise logged(UpstreamUnavailable(f"could not reach ThrillConnect for {what}")) from error
     except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-        raise UpstreamUnavailable(f"ThrillConnect request {what} failed") from error
+        raise logged(UpstreamUnavailable(f"ThrillConnect request {what} failed")) from error
 
 
 def _caused_by_read_timeout(error: BaseException) -> bool:
@@ -163,11 +247,19 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
 
 
-def error_for_answer(status: int, body: bytes, what: str, *, secret: str | None) -> UpstreamError:
+def error_for_answer(
+    status: int,
+    body: bytes,
+    what: str,
+    *,
+    secret: str | None,
+    failures: FailureLog | None = None,
+) -> UpstreamError:
     """The exception of the package's family that stands for a non-2xx answer.
 
     Its message carries the upstream ``message`` (and its ``error`` code), shortened, made
-    printable and scrubbed of ``secret`` and of anything token-like.
+    printable and scrubbed of ``secret`` and of anything token-like. A failure (5xx) is
+    logged to ``failures`` when given.
     """
     code, text = _upstream_error_fields(body)
 
@@ -179,7 +271,10 @@ def error_for_answer(status: int, body: bytes, what: str, *, secret: str | None)
     message = f"ThrillConnect answered {status} to {what}"
     if text:
         message = f"{message}: {scrub(text)}"
-    return upstream_error_for_status(status, message, error=scrub(code) if code else None)
+    error = upstream_error_for_status(status, message, error=scrub(code) if code else None)
+    if failures is not None and is_upstream_failure(error):
+        failures.log(error)
+    return error
 
 
 def _upstream_error_fields(body: bytes) -> tuple[str | None, str | None]:

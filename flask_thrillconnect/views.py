@@ -27,7 +27,7 @@ from .openapi import openapi_document
 from .optin import send_opt_in
 from .relay.endpoint import serve_browser
 from .responses import cached_json, error_response, json_response
-from .security import CSRF_HEADER, check_csrf_token, check_origin
+from .security import CSRF_HEADER, check_csrf_token, check_origin, refuse_flask_wtf_token
 from .sockets import decline_compression
 from .state import current_state
 
@@ -113,11 +113,14 @@ def _guard_state_change() -> None:
     current = current_state()
     check_origin(current.settings.allowed_origins)
     player = current.load_player()
-    check_csrf_token(
-        request.headers.get(CSRF_HEADER),
-        player.id if player else None,
-        current.settings.csrf_max_age,
-    )
+    token = request.headers.get(CSRF_HEADER)
+    try:
+        check_csrf_token(token, player.id if player else None, current.settings.csrf_max_age)
+    except Forbidden:
+        # Flask-WTF's CSRFProtect stands aside for this blueprint (see security.py); say so
+        # when a portal's script sent its token here instead of ours.
+        refuse_flask_wtf_token(token)
+        raise
 
 
 # -- shared and player-specific reads -------------------------------------------------------
@@ -270,7 +273,17 @@ def events(ws: object) -> None:
 
 @get("/health")
 def health() -> Response:
-    return json_response(current_state().health())
+    """Public liveness: the status word only."""
+    return json_response(current_state().liveness())
+
+
+@get("/health/detail")
+def health_detail() -> Response:
+    """Upstream, stream, relay, cache and Redis figures: for ``admin_check`` only."""
+    current = current_state()
+    if not current.is_admin():
+        raise Forbidden("only administrators may read the health detail")
+    return json_response(current.health())
 
 
 @get("/openapi.json")

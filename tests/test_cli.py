@@ -133,3 +133,73 @@ def test_check_fails_when_redis_does_not_answer(make_cli, redis_server: RedisSer
     assert result.exit_code == 1
     assert "✗  Redis (cluster mode): ClusterUnavailable" in result.output
     assert "s3cret" not in result.output
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        {"THRILLCONNECT_BRAND_ID": "brand9"},
+        {"THRILLCONNECT_OPERATOR_ID": "nobody"},
+    ],
+    ids=["unknown-brand", "unknown-operator"],
+)
+def test_check_fails_for_an_owner_without_sources(make_cli, owner):
+    result = make_cli(**owner).invoke(args=["thrillconnect", "check"])
+
+    assert result.exit_code == 1, result.output
+    assert "✗  REST /v1/thrillpots/sources" in result.output
+    assert "no sources for" in result.output
+    assert "THRILLCONNECT_BRAND_ID" in result.output
+    assert "all checks passed" not in result.output
+
+
+def test_check_says_plainly_what_no_service_token_costs(make_cli):
+    result = make_cli(THRILLCONNECT_SERVICE_TOKEN=None).invoke(args=["thrillconnect", "check"])
+
+    assert result.exit_code == 0, result.output
+    assert "WS service stream: disabled: no service token" in result.output
+    assert "anonymous visitors get no live updates" in result.output
+
+
+@pytest.mark.parametrize("mode", ["wildcard", "WILDCARD", "Wildcard", "wIlDcArD"])
+def test_cors_add_takes_the_mode_in_any_case(make_cli, mode):
+    cli = make_cli()
+
+    added = cli.invoke(
+        args=["thrillconnect", "cors", "add", "https://*.casino.example", "--mode", mode]
+    )
+
+    assert added.exit_code == 0, added.output
+    assert "Wildcard  https://*.casino.example" in added.output
+
+
+def test_cors_add_takes_exact_in_lower_case_and_notes_a_star(make_cli):
+    cli = make_cli()
+
+    added = cli.invoke(
+        args=["thrillconnect", "cors", "add", "https://*.casino.example", "--mode", "exact"]
+    )
+
+    assert added.exit_code == 0, added.output
+    assert "Exact     https://*.casino.example" in added.output
+    assert "stored as Exact" in added.output
+
+
+def test_cors_add_infers_wildcard_from_a_star(make_cli):
+    cli = make_cli()
+
+    added = cli.invoke(args=["thrillconnect", "cors", "add", "https://*.casino.example"])
+
+    assert added.exit_code == 0, added.output
+    assert "stored as Wildcard" in added.output
+    assert "Wildcard  https://*.casino.example" in added.output
+
+
+def test_cors_add_asks_for_a_mode_when_a_pattern_looks_like_a_regex(make_cli, thrillconnect_sim):
+    result = make_cli().invoke(
+        args=["thrillconnect", "cors", "add", r"^https://.*\.casino\.example$"]
+    )
+
+    assert result.exit_code == 2
+    assert "--mode regex" in result.output
+    assert thrillconnect_sim.stats()["requests"]["cors"] == 0

@@ -260,17 +260,18 @@ def test_health_says_degraded_while_redis_is_down_and_ok_when_it_is_back(
 ) -> None:
     portal = make_live_portal(THRILLCONNECT_REDIS_URL=redis_server.url)
     with Browser(portal.url) as browser:
+        browser.get("/admin/login")  # /health/detail is for admins
         assert browser.api("GET", "/v1/currencies").status_code == 200
         assert browser.api("GET", "/health").json()["status"] == "ok"
         redis_server.stop()
         try:
             # Served all the same, from the process's own cache.
             assert browser.api("GET", "/v1/thrillpots/sources").status_code == 200
-            down = browser.api("GET", "/health").json()
+            down = browser.api("GET", "/health/detail").json()
         finally:
             redis_server.start()
         deadline = time.monotonic() + 15
-        while browser.api("GET", "/health").json()["cache"]["mode"] != "redis":
+        while browser.api("GET", "/health/detail").json()["cache"]["mode"] != "redis":
             assert time.monotonic() < deadline, "the cache did not return to Redis"
             browser.api("GET", "/v1/thrillpots/sources")
             time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""CORS administration, ``/health`` and ``/openapi.json``."""
+"""CORS administration, ``/health``, ``/health/detail`` and ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import jsonschema
 import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+from relay_clients import RelayClient
+from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from flask_thrillconnect.health import PROBE_INTERVAL, SLOW_AFTER, RestProbe
 
@@ -85,25 +88,86 @@ def test_bad_rules_are_400_before_upstream(admin, thrillconnect_sim, body):
     assert thrillconnect_sim.stats()["requests"]["cors"] == 0
 
 
-def test_health_reports_upstream_and_cache(browser):
-    browser.api("GET", "/v1/currencies")
+def test_health_detail_reports_upstream_and_cache(admin):
+    admin.api("GET", "/v1/currencies")
 
-    health = browser.api("GET", "/health").json()
+    health = admin.api("GET", "/health/detail").json()
 
     assert health["status"] == "ok"
+    assert health["problems"] == []
     assert health["upstream"]["rest"]["ok"] is True
     assert health["upstream"]["rest"]["version"]
     assert health["cache"]["entries"] == 1
+    assert "browsers" in health["relay"]
 
 
-def test_health_says_degraded_when_upstream_fails(browser, thrillconnect_sim):
-    thrillconnect_sim.faults(rest={"status": 503})
+def test_public_health_answers_the_status_only(browser):
+    browser.api("GET", "/v1/currencies")
 
     health = browser.api("GET", "/health")
 
     assert health.status_code == 200
-    assert health.json()["status"] == "degraded"
-    assert health.json()["upstream"]["rest"]["ok"] is False
+    assert health.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("login", [None, "player_00001"])
+def test_health_detail_is_for_admins_only(make_browser, login):
+    visitor = make_browser()
+    if login:
+        visitor.login(login)
+
+    response = visitor.api("GET", "/health/detail")
+
+    assert response.status_code == 403
+    assert set(response.json()) == {"error", "message"}
+    assert "upstream" not in response.text
+
+
+def test_health_says_down_when_upstream_fails_and_no_stream_is_up(
+    browser, admin, thrillconnect_sim
+):
+    thrillconnect_sim.faults(rest={"status": 503})
+
+    public = browser.api("GET", "/health")
+    detail = admin.api("GET", "/health/detail")
+
+    assert public.status_code == 200
+    assert public.json() == {"status": "down"}
+    assert detail.json()["status"] == "down"
+    assert detail.json()["upstream"]["rest"]["ok"] is False
+    assert any("REST" in problem for problem in detail.json()["problems"])
+
+
+def test_health_says_degraded_when_rest_fails_while_the_stream_is_live(
+    portal, browser, admin, thrillconnect_sim
+):
+    url = portal.url.replace("http://", "ws://") + "/thrillconnect/v1/events"
+    with connect(url, origin=Origin(portal.url), open_timeout=5, close_timeout=2) as socket:
+        client = RelayClient(socket)
+        client.subscribe()
+        client.connected()
+        thrillconnect_sim.faults(rest={"status": 503})
+
+        public = browser.api("GET", "/health").json()
+        detail = admin.api("GET", "/health/detail").json()
+
+    assert public == {"status": "degraded"}
+    assert detail["upstream"]["stream"]["state"] == "connected"
+
+
+def test_without_a_service_token_health_says_the_stream_is_disabled(
+    make_live_portal, make_browser
+):
+    portal = make_live_portal(THRILLCONNECT_SERVICE_TOKEN=None)
+    admin = make_browser(portal)
+    admin.get("/admin/login")
+
+    public = make_browser(portal).api("GET", "/health").json()
+    detail = admin.api("GET", "/health/detail").json()
+
+    assert public == {"status": "degraded"}
+    assert detail["upstream"]["stream"]["service"] == "disabled: no service token"
+    assert any("THRILLCONNECT_SERVICE_TOKEN" in problem for problem in detail["problems"])
 
 
 @pytest.fixture
@@ -143,6 +207,7 @@ def test_openapi_lists_every_route(openapi):
         "/v1/thrillpots/optin",
         "/v1/cors",
         "/health",
+        "/health/detail",
     }
 
 
@@ -186,6 +251,8 @@ def test_real_responses_match_the_openapi_document(openapi, make_browser, thrill
         ),
         (admin.api("GET", "/v1/cors"), "/v1/cors", "get"),
         (player.api("GET", "/health"), "/health", "get"),
+        (player.api("GET", "/health/detail"), "/health/detail", "get"),
+        (admin.api("GET", "/health/detail"), "/health/detail", "get"),
         (player.api("GET", "/v1/thrillpots/sources"), "/v1/thrillpots/sources", "get"),
     ]
 
@@ -193,17 +260,19 @@ def test_real_responses_match_the_openapi_document(openapi, make_browser, thrill
         validate(openapi, response, path, method)
 
 
-def test_health_answers_at_once_while_upstream_hangs(browser, thrillconnect_sim):
+@pytest.mark.parametrize("path", ["/health", "/health/detail"])
+def test_health_answers_at_once_while_upstream_hangs(admin, thrillconnect_sim, path):
     thrillconnect_sim.faults(rest={"hang": True})  # the portal's read timeout is 2 s, retried
     try:
         started = time.monotonic()
-        health = browser.api("GET", "/health")
+        health = admin.api("GET", path)
         took = time.monotonic() - started
     finally:
         thrillconnect_sim.faults()
 
-    assert health.json()["status"] == "degraded"
-    assert health.json()["upstream"]["rest"]["ok"] is False
+    assert health.json()["status"] == "down"
+    if path == "/health/detail":
+        assert health.json()["upstream"]["rest"]["ok"] is False
     assert took < 1.9  # bounded by the first-probe wait (0.8 s), not by upstream
 
 

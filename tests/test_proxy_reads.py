@@ -253,6 +253,7 @@ def test_the_service_token_never_reaches_a_response(make_browser, thrillconnect_
             "/v1/currencies",
             "/v1/thrillpots/sources",
             "/health",
+            "/health/detail",
             "/openapi.json",
             "/v1/cors",
             "/v1/thrillpots/instances/source/egyptian-gold",

@@ -359,9 +359,11 @@ def test_a_refused_service_token_is_reported_to_browsers_and_health(
     client.subscribe()
 
     assert client.status()["data"]["upstream"] == "reconnecting"
+    admin = make_browser(portal)
+    admin.get("/admin/login")
     health = wait_for(
         lambda: (
-            (h := make_browser(portal).api("GET", "/health").json())["upstream"]["stream"]["state"]
+            (h := admin.api("GET", "/health/detail").json())["upstream"]["stream"]["state"]
             == "unauthorized"
             and h
         )

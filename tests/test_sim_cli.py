@@ -150,3 +150,19 @@ def test_loading_the_pytest_plugin_imports_no_simulator_machinery() -> None:
     )
 
     assert completed.stdout.strip() == "[]"
+
+
+def test_without_pyjwt_the_command_says_which_extra_to_install():
+    # As after a plain ``pip install flask-thrillconnect``: importing jwt fails.
+    code = (
+        "import sys; sys.modules['jwt'] = None; "
+        "from flask_thrillconnect.testing.__main__ import main; sys.exit(main([]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 1
+    assert "pip install 'flask-thrillconnect[testing]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

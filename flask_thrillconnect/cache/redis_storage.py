@@ -10,9 +10,10 @@ Keys of one cache key ``k``, all under the portal's prefix (``THRILLCONNECT_REDI
   another process) or was overtaken by a newer value is refused;
 - ``cache:backoff:k`` — upstream failed for ``k``: nobody asks again until it expires.
 
-Nothing here scans keys; every call is one round trip (a Lua script or a pipeline) and raises
-redis-py's errors, which :class:`~flask_thrillconnect.cache.shared_storage.SharedStorage`
-turns into per-process fallback.
+Nothing here scans keys but :meth:`RedisStorage.clear` and :meth:`RedisStorage.expire`, for
+tests and operations (``ThrillConnect.cache_clear``); every other call is one round trip (a
+Lua script or a pipeline) and raises redis-py's errors, which
+:class:`~flask_thrillconnect.cache.shared_storage.SharedStorage` turns into per-process fallback.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def decode_entry(data: bytes) -> Entry:
     )
 
 
+def _glob(prefix: str) -> str:
+    """A ``SCAN MATCH`` pattern for every key starting with ``prefix`` (taken literally)."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in prefix) + "*"
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -155,6 +161,21 @@ class RedisStorage:
     def delete(self, key: str) -> None:
         """Forget ``key`` and supersede every lead of it issued before."""
         self._client.delete(self._name("entry", key), *self._names(key, "fence", "backoff"))
+
+    def clear(self) -> None:
+        """Forget every entry, lead and back-off of the portal's cache (a scan of its keys)."""
+        names = list(self._client.scan_iter(match=_glob(self._keys("cache", "")), count=500))
+        for start in range(0, len(names), 500):
+            self._client.delete(*names[start : start + 500])
+
+    def expire(self, now: float) -> None:
+        """Make every entry stale from ``now`` on (a scan; an entry written meanwhile by
+        another process may be overwritten with its expired predecessor: for tests)."""
+        for name in self._client.scan_iter(match=_glob(self._name("entry", "")), count=500):
+            data = self._client.get(name)
+            entry = self._decoded(str(name), data)
+            if entry is not None and entry.fresh_until > now:
+                self._client.set(name, encode_entry(entry.expired(now)), keepttl=True, xx=True)
 
     # -- coordination --------------------------------------------------------------------------
 

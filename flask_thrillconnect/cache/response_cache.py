@@ -207,6 +207,20 @@ class ResponseCache:
             with self._lock:
                 self._supersede(lambda candidate: candidate == key)
 
+    def clear(self) -> None:
+        """Forget every entry (in every process, over a shared storage); fetches running
+        meanwhile will not store their results."""
+        with self._write_lock:
+            self.storage.clear()
+            with self._lock:
+                self._supersede(lambda candidate: True)
+
+    def expire(self) -> None:
+        """Make every entry stale now, as if its freshness had run out: the next lookup
+        refreshes it (answering the stale copy meanwhile, as usual)."""
+        with self._write_lock:
+            self.storage.expire(self._clock())
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop background refreshing: queued refreshes are cancelled and running ones are
         awaited for at most ``timeout`` seconds. Lookups keep working, fetching inline."""

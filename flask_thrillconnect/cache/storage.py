@@ -7,6 +7,7 @@ the in-process :class:`MemoryStorage`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -56,6 +57,12 @@ class Entry:
         """Whether the entry may still be served (fresh or stale) at ``now``."""
         return now < self.stale_until
 
+    def expired(self, now: float) -> Entry:
+        """This entry, no longer fresh from ``now`` on (its stale window unchanged)."""
+        if self.fresh_until <= now:
+            return self
+        return dataclasses.replace(self, fresh_until=now)
+
 
 def make_entry(value: bytes, *, now: float, ttl: float, stale_ttl: float) -> Entry:
     """Build the :class:`Entry` for ``value`` stored at ``now``.
@@ -83,7 +90,8 @@ class Storage(Protocol):
     the cache ignores such entries, but a backend should drop them to bound its memory. Nothing
     here needs a scan of the keys (a player's entries are dropped by a generation number in
     their keys, see :class:`~flask_thrillconnect.jackpots.JackpotService`), so a shared store
-    can implement it with plain gets and sets.
+    can implement it with plain gets and sets; only :meth:`clear` and :meth:`expire`, for
+    tests and operations (``ThrillConnect.cache_clear``), may go through every entry.
     """
 
     def get(self, key: str) -> Entry | None:
@@ -100,6 +108,14 @@ class Storage(Protocol):
 
     def __len__(self) -> int:
         """Number of entries held."""
+        ...
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        ...
+
+    def expire(self, now: float) -> None:
+        """Make every entry fresh past ``now`` stale from ``now`` on (see :meth:`Entry.expired`)."""
         ...
 
     def close(self) -> None:
@@ -153,6 +169,15 @@ class MemoryStorage:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def expire(self, now: float) -> None:
+        with self._lock:
+            for key, entry in list(self._entries.items()):
+                self._entries[key] = entry.expired(now)
 
     def close(self) -> None:
         """Nothing to let go of."""

@@ -27,11 +27,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .simulator import Simulator, SimulatorControlError
 
-__all__ = ["Simulator", "SimulatorControlError"]
+__all__ = ["MISSING_EXTRA", "Simulator", "SimulatorControlError", "missing_testing_extra"]
+
+#: What to do when the simulator's own dependencies are not installed.
+MISSING_EXTRA = (
+    "the ThrillConnect simulator needs the 'testing' extra (PyJWT, for its service tokens): "
+    "pip install 'flask-thrillconnect[testing]'"
+)
+
+
+def missing_testing_extra() -> str | None:
+    """:data:`MISSING_EXTRA` when the ``testing`` extra is not installed, else ``None``."""
+    try:
+        import jwt  # noqa: F401
+    except ImportError:
+        return MISSING_EXTRA
+    return None
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("Simulator", "SimulatorControlError"):
+        problem = missing_testing_extra()
+        if problem is not None:
+            raise ImportError(problem)
         from . import simulator
 
         return getattr(simulator, name)

@@ -44,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--tick must be >= 0 and --win-chance between 0 and 1", file=sys.stderr)
         return 2
 
+    from flask_thrillconnect.testing import missing_testing_extra
+
+    problem = missing_testing_extra()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     from flask_thrillconnect.testing.simulator import Simulator
 
     stop = threading.Event()

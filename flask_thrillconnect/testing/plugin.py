@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 def thrillconnect_sim() -> Iterator[Simulator]:
     """A started simulator on a free loopback port (manual ticks, seed 1, no random wins),
     stopped after the test."""
+    from flask_thrillconnect.testing import missing_testing_extra
+
+    problem = missing_testing_extra()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     from flask_thrillconnect.testing.simulator import Simulator
 
     with Simulator(tick_interval=0, seed=1, win_chance=0) as simulator:
