@@ -218,7 +218,7 @@ class Relay:
             )
         except ThrillConnectError as exc:
             code = getattr(exc, "error", None) or "upstream_error"
-            self.tell_player(player.id, "PlayerOptInRequest", code, str(exc))
+            self.tell_player(player.id, "PlayerOptInRequest", code, exc.public_message)
         # Success needs nothing here: the OptInEvent reaches the player's audience through
         # the service stream.
 
@@ -319,7 +319,10 @@ class Relay:
             return
         relayed = {key: envelope.get(key) for key in ENVELOPE_KEYS}
         if stream_player is None and self._cluster.append(relayed):
-            return  # every process's reader publishes it
+            # Every process's reader publishes it; the shared cache is fed here, by the
+            # holders only, rather than by every reader of the cluster.
+            self._feed_cache(relayed)
+            return
         self._feed_cache(relayed)
         self.hub.publish(relayed, audience)
 
@@ -427,7 +430,7 @@ class Relay:
         return bool(self.settings.redis_url and self.settings.service_token)
 
     def _deliver_entry(self, envelope: dict[str, Any], audience: str, seq: int) -> None:
-        self._feed_cache(envelope)
+        # The holders fed the shared cache when they appended the entry (see _on_message).
         self.hub.publish(envelope, audience, seq=seq)
 
     def _take_service_stream_locked(self) -> UpstreamSupervisor | None:
