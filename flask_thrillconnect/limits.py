@@ -22,7 +22,7 @@ __all__ = [
     "MAX_REQUEST_BODY_BYTES",
     "MAX_RESPONSE_BYTES",
     "MAX_SEGMENTS",
-    "MAX_SEQ_DIGITS",
+    "MAX_SEQ",
     "MAX_SUBSCRIPTIONS",
     "MAX_TOKEN_LENGTH",
     "MAX_UPSTREAM_MESSAGE_BYTES",
@@ -43,8 +43,9 @@ MAX_TOKEN_LENGTH = 4096
 MAX_SUBSCRIPTIONS = 32
 #: Characters of the relay id a browser resumes with (``?relay_id=``).
 MAX_RELAY_ID_LENGTH = 64
-#: Digits of the last ``seq`` a browser resumes from (``?since=``).
-MAX_SEQ_DIGITS = 18
+#: The largest ``seq`` (and ``?since=``): JavaScript's largest safe integer, so that a page
+#: holds every ``seq`` exactly.
+MAX_SEQ = 2**53 - 1
 
 # -- money -----------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from werkzeug.exceptions import (
 from werkzeug.routing import PathConverter
 
 from . import models
-from .limits import MAX_RELAY_ID_LENGTH, MAX_REQUEST_BODY_BYTES, MAX_SEQ_DIGITS
+from .limits import MAX_RELAY_ID_LENGTH, MAX_REQUEST_BODY_BYTES, MAX_SEQ
 from .models import CorsRemoveBody, CorsUpsertBody, OptInBody
 from .openapi import openapi_document
 from .optin import send_opt_in
@@ -242,7 +242,10 @@ def _guard_events_handshake() -> None:
     current = current_state()
     check_origin(current.settings.allowed_origins)
     since = request.args.get("since")
-    if since is not None and not (since.isdigit() and len(since) <= MAX_SEQ_DIGITS):
+    if since is not None and not (
+        since.isascii() and since.isdigit() and len(since) <= len(str(MAX_SEQ))
+        and int(since) <= MAX_SEQ
+    ):
         raise BadRequest("since must be the last seq received (a whole number)")
     relay_id = request.args.get("relay_id")
     if relay_id is not None and not _RELAY_ID.fullmatch(relay_id):

@@ -242,7 +242,17 @@ def test_a_foreign_origin_is_refused_before_the_upgrade(relay_connect, origin):
     assert refused.value.response.status_code == 403
 
 
-@pytest.mark.parametrize("query", [{"since": "-1"}, {"since": "abc"}, {"relay_id": "a/b"}])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "-1"},
+        {"since": "abc"},
+        {"since": "٣"},  # a digit, but not an ASCII one
+        {"since": str(2**53)},  # past JavaScript's exact integers: no seq is that large
+        {"since": "1" * 40},
+        {"relay_id": "a/b"},
+    ],
+)
 def test_bad_resume_parameters_are_refused_before_the_upgrade(relay_connect, query):
     with pytest.raises(InvalidStatus) as refused:
         relay_connect(**query)

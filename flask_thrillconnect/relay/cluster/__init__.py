@@ -24,12 +24,12 @@ from .base import (
 from .lease import Fence, HolderLease, LeaseKeeper
 from .log import Entry, EventLog, Head, dedup_key
 from .reader import EventReader
-from .seq import MAX_SAFE_SEQ, SEQ_PER_MS, entry_id, seq_of
+from .seq import MAX_SEQ, SEQ_PER_MS, entry_id, seq_of
 
 __all__ = [
     "DEDUP_TTL",
     "LEASE_TTL",
-    "MAX_SAFE_SEQ",
+    "MAX_SEQ",
     "RENEW_INTERVAL",
     "SEQ_PER_MS",
     "STREAM_MAX_AGE",

@@ -43,7 +43,7 @@ from .base import (
     redis_call,
     text,
 )
-from .seq import MAX_SAFE_SEQ, SEQ_PER_MS, entry_id, seq_of
+from .seq import MAX_SEQ, SEQ_PER_MS, entry_id, seq_of
 
 if TYPE_CHECKING:
     import redis
@@ -211,8 +211,8 @@ class EventLog:
             another epoch, entries after ``since`` trimmed, ``since`` not of this stream, or
             more than ``limit`` entries.
         """
-        if not 0 <= since <= MAX_SAFE_SEQ:
-            return None  # a browser's since (18 digits) that no entry of any stream has
+        if not 0 <= since <= MAX_SEQ:
+            return None  # a since that no entry of any stream has
         entries: list[Entry] = []
         position = since
         while True:

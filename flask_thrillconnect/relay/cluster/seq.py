@@ -11,28 +11,28 @@ append script never lets ``n`` reach :data:`SEQ_PER_MS` (it moves to the next mi
 instead), so the mapping is one-to-one and ordered.
 
 Why 1,000 and not a power of two: ``seq`` must stay an exact JavaScript number (the page
-script compares it and sends it back as ``since``), i.e. at most ``2**53 - 1``; with 1,000 per
-millisecond that holds until the year 2255, and it stays within the relay's 18-digit ``since``
-limit. ``2**20`` per millisecond would already need 19 digits today.
+script compares it and sends it back as ``since``), i.e. at most
+:data:`~flask_thrillconnect.limits.MAX_SEQ`; with 1,000 per millisecond that holds until the
+year 2255. ``2**20`` per millisecond would already be past it today.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MAX_SAFE_SEQ", "SEQ_PER_MS", "entry_id", "seq_of"]
+from ...limits import MAX_SEQ
+
+__all__ = ["MAX_SEQ", "SEQ_PER_MS", "entry_id", "seq_of"]
 
 #: Entries one millisecond of stream ids may hold (the append script keeps ``n`` below it).
 SEQ_PER_MS: Final = 1000
-#: The largest exact integer of a JavaScript number; every ``seq`` stays at or below it.
-MAX_SAFE_SEQ: Final = 2**53 - 1
 
 
 def seq_of(entry: str | bytes) -> int:
     """The ``seq`` of stream entry id ``entry`` (``"<ms>-<n>"``).
 
     :raises ValueError: not an entry id of this stream's shape (``n`` too large, or a
-        ``seq`` past :data:`MAX_SAFE_SEQ`).
+        ``seq`` past :data:`MAX_SEQ`).
     """
     text = entry.decode("ascii") if isinstance(entry, bytes) else entry
     ms_text, dash, n_text = text.partition("-")
@@ -42,7 +42,7 @@ def seq_of(entry: str | bytes) -> int:
     if n >= SEQ_PER_MS:
         raise ValueError(f"entry id {text!r} has more than {SEQ_PER_MS} entries in its ms")
     seq = ms * SEQ_PER_MS + n
-    if seq > MAX_SAFE_SEQ:
+    if seq > MAX_SEQ:
         raise ValueError(f"entry id {text!r} is past the largest seq")
     return seq
 
@@ -50,9 +50,9 @@ def seq_of(entry: str | bytes) -> int:
 def entry_id(seq: int) -> str:
     """The stream entry id of ``seq`` (``0`` → ``"0-0"``, before every entry).
 
-    :raises ValueError: ``seq`` is negative or past :data:`MAX_SAFE_SEQ`.
+    :raises ValueError: ``seq`` is negative or past :data:`MAX_SEQ`.
     """
-    if not 0 <= seq <= MAX_SAFE_SEQ:
+    if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"seq out of range: {seq!r}")
     ms, n = divmod(seq, SEQ_PER_MS)
     return f"{ms}-{n}"
