@@ -381,9 +381,7 @@ class ClusterFeed:
             logger.warning("cluster mode: back on the cluster's event stream")
         node.ready.set()
         if own_stream is not None:
-            threading.Thread(
-                target=own_stream.stop, name="thrillconnect-stop", daemon=True
-            ).start()
+            threading.Thread(target=own_stream.stop, name="thrillconnect-stop", daemon=True).start()
 
     def _on_gap(self, node: _ClusterNode, seq: int, trimmed: int) -> None:
         # Entries this process never published: its rings have a hole, so start afresh.
