@@ -3,8 +3,10 @@
 For each browser count N, all on 127.0.0.1 and each run stopping by itself:
 
 - the simulator runs in this process with manual ticks; the portal (``bench.portal_app``,
-  ``THRILLCONNECT_SERVICE_TOKEN`` set) runs under gunicorn ``gthread`` with one worker and
-  N + margin threads, because flask-sock holds one worker thread per open browser socket;
+  ``THRILLCONNECT_SERVICE_TOKEN`` set) runs under gunicorn with one worker of each class asked
+  for (``--worker``): ``gthread`` with N + margin threads (flask-sock holds one worker thread
+  per open browser socket), ``gevent`` with ``--worker-connections`` N + margin (a greenlet
+  per socket);
 - N browsers (``websockets`` asyncio client, in :data:`CLIENT_PROCESSES` processes of their
   own) and a handful of baseline clients on the simulator's player stream directly (one more
   process) connect and subscribe to every ``thrillpots`` event;
@@ -17,7 +19,8 @@ Reported: delay p50/p99 per phase against the direct baseline, wins counted by e
 client (must be exactly K: the run fails otherwise), upstream connections, gunicorn worker
 RSS growth per idle browser, worker CPU per delivered message.
 
-Run: ``.venv/bin/python -m bench.relay_fanout [--clients 1000 2000 5000]``.
+Run: ``.venv/bin/python -m bench.relay_fanout [--clients 1000 5000 10000] [--worker gthread
+gevent]``; each count runs under each worker in turn, and a table compares them at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -44,7 +48,8 @@ from bench.serving import gunicorn_portal
 from bench.ws_clients import StalledBrowser, raise_file_limit
 from flask_thrillconnect.testing import Simulator
 
-DEFAULT_CLIENTS = (1000, 2000, 5000)
+DEFAULT_CLIENTS = (1000, 5000, 10000)
+WORKER_CLASSES = ("gthread", "gevent")
 #: Browser processes: two keep one client process from being the bottleneck without taking
 #: more cores than the machine has.
 CLIENT_PROCESSES = 2
@@ -108,7 +113,7 @@ class Portal:
     port: int
     master: subprocess.Popen[bytes]
     worker: int
-    threads: int
+    worker_class: str
 
     @property
     def ws_url(self) -> str:
@@ -118,18 +123,29 @@ class Portal:
         return requests.get(f"{self.url}/thrillconnect/health/detail", timeout=10).json()
 
 
+def worker_args(worker_class: str, browsers: int) -> list[str]:
+    """One worker of ``worker_class`` with room for ``browsers`` sockets and the bench's own."""
+    slots = browsers + THREAD_MARGIN
+    if worker_class == "gthread":
+        # A thread per browser; gthread also stops accepting past worker_connections
+        # (default 1000), sockets included.
+        return ["--worker-class", "gthread", "--threads", str(slots),
+                "--worker-connections", str(slots + THREAD_MARGIN)]  # fmt: skip
+    if worker_class == "gevent":
+        # A greenlet per connection, at most worker_connections of them (default 1000).
+        return ["--worker-class", "gevent", "--worker-connections", str(slots)]
+    raise ValueError(f"unknown worker class {worker_class!r}")
+
+
 @contextmanager
-def relay_portal(sim: Simulator, browsers: int) -> Iterator[Portal]:
-    """gunicorn gthread, one worker, a thread (and a connection slot) per browser."""
-    threads = browsers + THREAD_MARGIN
+def relay_portal(sim: Simulator, browsers: int, worker_class: str) -> Iterator[Portal]:
+    """gunicorn, one worker of ``worker_class``, room for every browser."""
     args = [
-        "--worker-class", "gthread", "--workers", "1", "--threads", str(threads),
-        # gthread stops accepting past worker_connections (default 1000), sockets included.
-        "--worker-connections", str(threads + THREAD_MARGIN),
+        *worker_args(worker_class, browsers), "--workers", "1",
         "--backlog", "2048", "--graceful-timeout", "5",
     ]  # fmt: skip
     with gunicorn_portal(sim, args, service_token=True) as (url, port, master):
-        yield Portal(url, port, master, worker_pid(master.pid), threads)
+        yield Portal(url, port, master, worker_pid(master.pid), worker_class)
 
 
 # -- client processes -----------------------------------------------------------------------------
@@ -145,10 +161,15 @@ class ClientProcess:
         relay: bool,
         deflate: bool,
         max_seconds: float,
+        client: str = "python",
     ):
+        program = (
+            ["node", str(Path(__file__).with_name("ws_clients.js"))]
+            if client == "node"
+            else [sys.executable, "-m", "bench.ws_clients"]
+        )
         command = [
-            sys.executable, "-m", "bench.ws_clients", "--url", url, "--count", str(count),
-            "--max-seconds", str(max_seconds),
+            *program, "--url", url, "--count", str(count), "--max-seconds", str(max_seconds),
         ]  # fmt: skip
         if origin:
             command += ["--origin", origin]
@@ -252,14 +273,17 @@ def tick_phase(sim: Simulator, wins: int) -> tuple[list[int], list[float]]:
     return [start, now_ms()], tick_seconds
 
 
-def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
-    """One run with ``browsers`` relay browsers: the report's lines, and whether it held."""
+def measure(
+    browsers: int, deflate: bool, worker_class: str, figures: dict[str, Any], client_kind: str
+) -> tuple[list[str], bool]:
+    """One run with ``browsers`` relay browsers: the report's lines, and whether it held;
+    the table's figures go into ``figures``."""
     lines: list[str] = []
     ok = True
     max_seconds = 300 + browsers / 10
     with ExitStack() as stack:
         sim = stack.enter_context(Simulator(tick_interval=0, seed=1))
-        portal = stack.enter_context(relay_portal(sim, browsers))
+        portal = stack.enter_context(relay_portal(sim, browsers, worker_class))
         rss_before = proc_status(portal.worker, "VmRSS")
         threads_before = proc_status(portal.worker, "Threads")
         player = sim.players["player_00001"]
@@ -274,6 +298,7 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
             relay=False,
             deflate=deflate,
             max_seconds=max_seconds,
+            client=client_kind,
         )
         stack.callback(baseline.close)
         shares = [browsers // CLIENT_PROCESSES + (i < browsers % CLIENT_PROCESSES)
@@ -287,6 +312,7 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
                 relay=True,
                 deflate=deflate,
                 max_seconds=max_seconds,
+                client=client_kind,
             )
             stack.callback(client.close)
             clients.append(client)
@@ -319,6 +345,8 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
         if sim_connections["service"] != 1:
             raise RuntimeError(f"expected 1 service connection, got {sim_connections}")
         per_browser_kib = (rss_idle - rss_before) / max(1, connected)
+        figures["connected"] = connected
+        figures["kib_per_browser"] = per_browser_kib
         lines.append(
             f"worker RSS: {rss_before / 1024:.0f} MiB -> {rss_idle / 1024:.0f} MiB idle, "
             f"{per_browser_kib:.0f} KiB per browser; threads {threads_before} -> {threads_idle}"
@@ -364,6 +392,9 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
             lines.append(f"  relay  {relay.summary()}")
             lines.append(f"  direct {direct.summary()}")
             if relay.count and direct.count:
+                figures[f"p99_{phase}"] = relay.percentile(0.99)
+                figures[f"added_p99_{phase}"] = relay.percentile(0.99) - direct.percentile(0.99)
+                figures[f"direct_p99_{phase}"] = direct.percentile(0.99)
                 lines.append(
                     f"  relay adds p50 {relay.percentile(0.5) - direct.percentile(0.5):+.1f} ms,"
                     f" p99 {relay.percentile(0.99) - direct.percentile(0.99):+.1f} ms"
@@ -373,6 +404,7 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
             win_counts.update({int(k): v for k, v in report["wins"].items()})
         closed_early = sum(report["closed_early"] for report in reports)
         lost = sum(v for k, v in win_counts.items() if k != wins)
+        figures["lost"] = lost
         lines.append(
             f"wins: {wins} forced; browsers by WinEvents counted {dict(sorted(win_counts.items()))}"
             f"; baseline {baseline_report['wins']}; closed early {closed_early}"
@@ -381,6 +413,8 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
         if lost or closed_early:
             ok = False
         delivered = sum(report["messages"] for report in reports)
+        figures["cpu_us"] = 1e6 * worker_cpu / max(1, delivered)
+        figures["load"] = os.getloadavg()[0]
         lines.append(
             f"worker CPU: {worker_cpu:.1f} s over {phase_seconds:.0f} s of ticks "
             f"({100 * worker_cpu / phase_seconds:.0f}% of a core), {delivered} messages "
@@ -396,6 +430,14 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
             + ", ".join(f"{100 * c / phase_seconds:.0f}%" for c in client_cpu)
             + f" of a core; load average {os.getloadavg()[0]:.1f}"
         )
+        lags = [r.get("lag_p99_ms") for r in (*reports, baseline_report)]
+        if any(lag is not None for lag in lags):
+            # The load generator's own delay: how late its event loops ran (Node clients).
+            lines.append(
+                "client event-loop lag p99 (browsers..., baseline): "
+                + ", ".join(f"{lag:.1f} ms" if lag is not None else "-" for lag in lags)
+            )
+            figures["client_lag_ms"] = max(lag for lag in lags if lag is not None)
         queues = f"{stalled_queues[0]} B unsent by the server" if stalled_queues else "gone"
         lines.append(
             f"stalled browser: socket {queues}; hub-wide conflations during phase B "
@@ -407,9 +449,45 @@ def measure(browsers: int, deflate: bool) -> tuple[list[str], bool]:
     return lines, ok
 
 
+def table(results: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
+    """The side-by-side table: one row per browser count and worker class."""
+
+    def cell(figures: dict[str, Any], key: str, fmt: str) -> str:
+        value = figures.get(key)
+        return format(value, fmt) if value is not None else "-"
+
+    rows = [
+        "browsers  worker   connected  relay p99 (A)  added p99 (A)  added p99 (B)  "
+        "wins lost  KiB/browser  CPU us/msg  client lag  load",
+    ]
+    for (browsers, worker_class), figures in results.items():
+        rows.append(
+            f"{browsers:>8}  {worker_class:<7}  {cell(figures, 'connected', '>9')}  "
+            f"{cell(figures, 'p99_A', '>10.1f')} ms  {cell(figures, 'added_p99_A', '>+10.1f')} ms  "
+            f"{cell(figures, 'added_p99_B', '>+10.1f')} ms  {cell(figures, 'lost', '>9')}  "
+            f"{cell(figures, 'kib_per_browser', '>11.1f')}  {cell(figures, 'cpu_us', '>10.1f')}  "
+            f"{cell(figures, 'client_lag_ms', '>7.1f')} ms  {cell(figures, 'load', '>4.1f')}"
+        )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=list(DEFAULT_CLIENTS))
+    parser.add_argument(
+        "--worker",
+        nargs="+",
+        choices=WORKER_CLASSES,
+        default=list(WORKER_CLASSES),
+        help="gunicorn worker classes to compare, each count under each (default: both)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("node", "python"),
+        default="node",
+        help="the browsers' client: bench/ws_clients.js on Node's ws (default; npm install"
+        " first) or bench/ws_clients.py (websockets asyncio)",
+    )
     parser.add_argument(
         "--no-deflate", action="store_true", help="clients do not offer permessage-deflate"
     )
@@ -418,26 +496,38 @@ def main() -> int:
     with open("/proc/sys/kernel/threads-max") as threads_max:
         max_threads = threads_max.read().strip()
     print(
-        f"relay fan-out on {os.cpu_count()} cores; gunicorn gthread, 1 worker, threads = browsers "
-        f"+ {THREAD_MARGIN}; {CLIENT_PROCESSES} browser processes (websockets asyncio, "
+        f"relay fan-out on {os.cpu_count()} cores; gunicorn {' and '.join(args.worker)}, 1 worker "
+        f"(gthread: threads = browsers + {THREAD_MARGIN}; gevent: worker connections = browsers "
+        f"+ {THREAD_MARGIN}); {CLIENT_PROCESSES} browser processes ({args.client} clients, "
         f"permessage-deflate {'off' if args.no_deflate else 'on'}) + 1 baseline process "
         f"({BASELINE_CLIENTS} clients on the simulator's player stream); RLIMIT_NOFILE {files}; "
         f"threads-max {max_threads}, "
         f"RLIMIT_NPROC {resource.getrlimit(resource.RLIMIT_NPROC)[0]}",
         flush=True,
     )
+    results: dict[tuple[int, str], dict[str, Any]] = {}
+    holding = set(args.worker)
     for browsers in args.clients:
-        print(f"\n== {browsers} browsers ==", flush=True)
-        try:
-            lines, ok = measure(browsers, deflate=not args.no_deflate)
-        except RuntimeError as failure:
-            print(f"FAILED: {failure}", flush=True)
-            return 1
-        print("\n".join(lines), flush=True)
-        if not ok:
-            # A scale that does not hold is a finding, not a failure of the benchmark.
-            print(f"(does not hold at {browsers} browsers; larger counts skipped)", flush=True)
-            break
+        for worker_class in args.worker:
+            if worker_class not in holding:
+                continue
+            print(f"\n== {browsers} browsers, {worker_class} ==", flush=True)
+            figures: dict[str, Any] = {}
+            results[browsers, worker_class] = figures
+            try:
+                lines, ok = measure(
+                    browsers, not args.no_deflate, worker_class, figures, args.client
+                )
+            except RuntimeError as failure:
+                print(f"FAILED: {failure}", flush=True)
+                return 1
+            print("\n".join(lines), flush=True)
+            if not ok:
+                # A scale that does not hold is a finding, not a failure of the benchmark.
+                print(f"(does not hold at {browsers} browsers under {worker_class}; larger "
+                      "counts skipped for it)", flush=True)  # fmt: skip
+                holding.discard(worker_class)
+    print("\n" + "\n".join(table(results)), flush=True)
     return 0
 
 

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 import requests
 from marshmallow import Schema, ValidationError
 
-from . import validation
+from . import metrics, validation
 from .config import (
     DEFAULT_TIMEOUT,
     check_http_url,
@@ -38,7 +38,13 @@ from .config import (
     check_ws_url,
     derive_ws_url,
 )
-from .errors import ConfigurationError, InvalidRequest, UpstreamUnavailable
+from .errors import (
+    ConfigurationError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamUnavailable,
+    is_upstream_failure,
+)
 from .limits import MAX_CORS_RULES
 from .models import (
     CorsList,
@@ -405,15 +411,22 @@ class ThrillConnectClient:
         :raises UpstreamError: (a subclass) when ThrillConnect fails, answers an error or
             answers something that does not load.
         """
-        _, payload = self.fetch_json(call)
-        try:
-            return call.load(payload)
-        except ValidationError as error:
-            raise UpstreamUnavailable(
-                f"ThrillConnect sent an invalid response to {call.method} {call.path}: "
-                f"{field_summary(error.messages)}",
-                status=None,
-            ) from error
+        with metrics.upstream_request(call.kind):
+            try:
+                _, payload = self.fetch_json(call)
+                try:
+                    return call.load(payload)
+                except ValidationError as error:
+                    raise UpstreamUnavailable(
+                        f"ThrillConnect sent an invalid response to {call.method} {call.path}: "
+                        f"{field_summary(error.messages)}",
+                        status=None,
+                    ) from error
+            except UpstreamError as exc:
+                if not exc.logged and is_upstream_failure(exc):
+                    # What the HTTP layer did not log: an answer that could not be used.
+                    self.failures.log(exc, kind=call.kind)
+                raise
 
     def fetch_json(self, call: UpstreamCall[Any]) -> tuple[int, Any]:
         """Send ``call`` and return ``(status, parsed JSON)`` of its 2xx answer.
@@ -446,7 +459,7 @@ class ThrillConnectClient:
         what = f"{call.method} {call.path}"
         started = time.monotonic()
         redirected = False
-        with transport_errors(what, self.failures):
+        with transport_errors(what, self.failures, kind=call.kind):
             while True:
                 response = self.session.request(
                     call.method,
@@ -477,7 +490,12 @@ class ThrillConnectClient:
                 break
         if not 200 <= status < 300:
             raise error_for_answer(
-                status, body, what, secret=self._service_token, failures=self.failures
+                status,
+                body,
+                what,
+                secret=self._service_token,
+                failures=self.failures,
+                kind=call.kind,
             )
         return status, body
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import models, validation
+from . import metrics, models, validation
 from .cache import CacheResult, ResponseCache
 from .client import ThrillConnectClient
 from .config import Settings
@@ -248,6 +248,7 @@ class JackpotService:
         result = self._cache.lookup(
             key, lambda: to_json_bytes(self._remembering_404(key, fetch)), ttl
         )
+        metrics.cache_answer(kind, result.status)
         return Answer(result, shared, ttl)
 
     def _remembering_404(self, key: str, fetch: Callable[[], Any]) -> Any:

@@ -12,6 +12,7 @@ widgets costs one upstream timeout, not one per widget.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_percent
+from babel.support import NullTranslations
 from flask import has_request_context, request, url_for
 from markupsafe import Markup
 
-from . import __version__, models
+from . import __version__, i18n, models
 from .cache import CacheWaitTimeout
 from .errors import ThrillConnectError, is_upstream_failure
 from .jackpots import Answer, JackpotService
@@ -47,11 +49,6 @@ _MAX_SOURCES_PER_INSTANCE = 3
 #: How many contribution choices a Fixed contribution offers: ``v, 2v, … 10v``.
 _FIXED_STEPS = 10
 _PERCENT_STEP = Decimal("0.01")
-_STATUS_NOTES = {
-    "Pending": "Starts soon",
-    "Paused": "Paused",
-    "Terminated": "Ended",
-}
 
 # --------------------------------------------------------------------------------------------
 # Per-request memory: one lookup per key, one upstream failure per page
@@ -68,6 +65,7 @@ class _RenderMemo:
     player_loaded: bool = False
     player: Player | None = None
     locale: Locale | None = None
+    translations: NullTranslations | None = None
     ids: int = 0
 
 
@@ -107,8 +105,11 @@ class TemplateGlobal:
         ``data-tc-currency`` (display currency; empty for anonymous visitors),
         ``data-tc-csrf`` (the player's ``X-CSRFToken`` for the script's ``optIn()``; left out
         for anonymous visitors),
-        ``data-tc-locale`` (BCP 47) and ``data-tc-rates`` (``{"base_currency", "multipliers"}``
-        as JSON; left out when the exchange rates are unavailable).
+        ``data-tc-locale`` (BCP 47), ``data-tc-rates`` (``{"base_currency", "multipliers"}``
+        as JSON; left out when the exchange rates are unavailable), ``data-tc-texts`` (the
+        script's texts in the page's language, ``{key: text}`` as JSON, only those that differ
+        from the script's English; left out on an English page) and ``data-tc-live="off"``
+        (when :meth:`live_updates` is false).
 
         :param nonce: the page's CSP nonce, put on both tags: a string, or a callable answering
             it (Flask-Talisman's ``csp_nonce``, passed with or without the call). No attribute
@@ -127,6 +128,11 @@ class TemplateGlobal:
             config["data-tc-currency"] = player.currency
             # For the page API's optIn(): the same token the opt-in widget carries.
             config["data-tc-csrf"] = make_csrf_token(player.id)
+        if not self.live_updates():
+            config["data-tc-live"] = "off"
+        texts = self._script_texts()
+        if texts:
+            config["data-tc-texts"] = json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
         rates = self._rates()
         if rates is not None:
             config["data-tc-rates"] = models.to_json(
@@ -157,6 +163,13 @@ class TemplateGlobal:
         """The blueprint's URL prefix as the browser reaches it (``/thrillconnect``)."""
         root = request.script_root if has_request_context() else ""
         return f"{root}{current_state().settings.url_prefix}"
+
+    def live_updates(self) -> bool:
+        """Whether the page's widgets can expect live updates: not for anonymous visitors of a
+        portal without ``THRILLCONNECT_SERVICE_TOKEN`` (players' streams are their own; there
+        is no service stream to share with visitors), whose tickers then say so instead of
+        "reconnecting"."""
+        return bool(current_state().settings.service_token) or self._player() is not None
 
     # -- viewer: locale, currency, money --------------------------------------------------
 
@@ -196,6 +209,15 @@ class TemplateGlobal:
             value = rates.convert(value, currency, target)
         return self._format_currency(value, target)
 
+    # -- texts in the page's language -----------------------------------------------------
+
+    def gettext(self, message: str, **variables: Any) -> str:
+        """``message`` (an English text of the package's catalogues) in the page's language,
+        its ``%(name)s`` placeholders filled from ``variables``; the widgets' template calls it
+        ``_``. The language is Flask-Babel's locale when the portal uses Flask-Babel, else
+        :meth:`locale`'s; a text without a translation stays English."""
+        return i18n.translate(self._translations(), message, **variables)
+
     # -- view models --------------------------------------------------------------------------
 
     def jackpot_view(
@@ -211,12 +233,14 @@ class TemplateGlobal:
         :param title: the heading; by default the source's name.
         """
         if not _one_of(source_id, instance_id, "jackpot_ticker"):
-            return JackpotView("unavailable", source_id, instance_id, title or "Jackpot")
+            return JackpotView(
+                "unavailable", source_id, instance_id, title or self.gettext("Jackpot")
+            )
         try:
             return self._jackpot_view(source_id, instance_id, title)
         except Exception as exc:
             self._log_failure("jackpot ticker", exc)
-            title = title or self._source_name(source_id) or "Jackpot"
+            title = title or self._source_name(source_id) or self.gettext("Jackpot")
             return JackpotView("unavailable", source_id, instance_id, title)
 
     def optin_view(self, source_id: str | None = None, instance_id: str | None = None) -> OptInView:
@@ -257,13 +281,14 @@ class TemplateGlobal:
             if not title:
                 title = next(filter(None, map(self._source_name, ticker.allowed_sources)), None)
         display = self.display_currency(currency)
+        note = i18n.STATUS_NOTES.get(status)
         return JackpotView(
             state="stale" if stale else "live",
             source_id=source_id,
             instance_id=instance_id,
-            title=title or "Jackpot",
+            title=title or self.gettext("Jackpot"),
             status=status,
-            status_note=_STATUS_NOTES.get(status),
+            status_note=self.gettext(note) if note else None,
             currency=currency,
             display_currency=display,
             pots=tuple(
@@ -451,6 +476,18 @@ class TemplateGlobal:
             if locale is not None:
                 return locale
         return Locale.parse(DEFAULT_LOCALE)
+
+    def _translations(self) -> NullTranslations:
+        memo = self._memo()
+        if memo.translations is None:
+            memo.translations = i18n.page_translations(self._locale)
+        return memo.translations
+
+    def _script_texts(self) -> dict[str, str]:
+        """The page script's texts in the page's language, where they differ from its own."""
+        translations = self._translations()
+        texts = {key: translations.gettext(text) for key, text in i18n.JS_TEXTS.items()}
+        return {key: text for key, text in texts.items() if text != i18n.JS_TEXTS[key]}
 
     def _format_currency(self, value: Decimal, currency: str) -> str:
         try:

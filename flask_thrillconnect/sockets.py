@@ -14,6 +14,14 @@ stops reading could block the thread for good. :class:`BrowserSocket` therefore 
 the library's way: while the writer owns the socket (:meth:`BrowserSocket.hand_writes_to`),
 those frames are handed to it and go out whole, between its own frames; otherwise they are
 written under one lock with a deadline.
+
+Servers. Under Werkzeug's dev server and gunicorn's ``gthread`` worker each browser holds an OS
+thread; under gunicorn's ``gevent`` worker (which monkey-patches the standard library first)
+threads, locks, events, ``select`` and sockets are gevent's, and each browser holds two
+greenlets. The relay's code is the same under both; the one difference that matters is here:
+gevent's socket ``send`` *waits* for a full socket to drain even when asked not to
+(``MSG_DONTWAIT``), so :func:`nonblocking_send` calls it with a zero timeout instead.
+Which of them serves a request is :mod:`flask_thrillconnect.servers`' concern.
 """
 
 from __future__ import annotations
@@ -30,10 +38,34 @@ from simple_websocket import ConnectionClosed
 from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError
 
-__all__ = ["BrowserSocket", "decline_compression"]
+__all__ = ["BrowserSocket", "decline_compression", "nonblocking_send"]
 
 #: What closing a socket may raise once the other side has gone or started closing.
 _CLOSE_FAILURES = (ConnectionClosed, LocalProtocolError, OSError)
+
+
+def nonblocking_send(sock: socket.socket) -> Callable[[bytes | memoryview], int]:
+    """A ``send`` on ``sock`` that never waits: the bytes the kernel took (maybe 0 when the
+    socket is full: it raises :class:`BlockingIOError` then), whatever the server model.
+
+    ``sock`` stays blocking for the WebSocket library's reader. A standard socket takes
+    ``MSG_DONTWAIT``; a gevent socket (``gevent`` worker, monkey-patched) ignores the flag's
+    intent and parks the calling greenlet until the socket drains, unless its own timeout
+    argument is zero.
+    """
+    if type(sock).__module__.startswith("gevent"):
+        gevent_send: Any = sock.send
+
+        def send_gevent(data: bytes | memoryview) -> int:
+            sent: int = gevent_send(data, socket.MSG_DONTWAIT, 0.0)
+            return sent
+
+        return send_gevent
+
+    def send(data: bytes | memoryview) -> int:
+        return sock.send(data, socket.MSG_DONTWAIT)
+
+    return send
 
 
 def decline_compression(environ: MutableMapping[str, Any]) -> None:
@@ -60,6 +92,8 @@ class BrowserSocket:
     def __init__(self, ws: Any, *, max_message_size: int | None, write_timeout: float) -> None:
         self._ws = ws
         self._raw: socket.socket = ws.sock
+        #: Sends without ever waiting (see :func:`nonblocking_send`): the relay's writer's.
+        self.send_nowait = nonblocking_send(self._raw)
         self._write_timeout = write_timeout
         # Writes made outside the writer: the library's replies and our close frame.
         self._write_lock = threading.Lock()
@@ -172,7 +206,7 @@ class BrowserSocket:
             poller: select.poll | None = None
             while view:
                 try:
-                    sent = self._raw.send(view, socket.MSG_DONTWAIT)
+                    sent = self.send_nowait(view)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 view = view[sent:]

@@ -23,6 +23,7 @@ from .health import NO_SERVICE_TOKEN, RestProbe
 from .jackpots import JackpotService
 from .player import Player
 from .relay import Relay
+from .servers import server_model
 from .session_check import warn_if_token_in_cookie_session
 
 __all__ = ["Callbacks", "State", "current_state", "shutdown"]
@@ -158,6 +159,12 @@ class State:
             status = "down"
         else:
             status = "ok" if rest["ok"] and stream_ok and cluster_ok else "degraded"
+        # Which server runs the relay (gevent, gthread...), and whether it has room for it.
+        relay["server"] = server_model(
+            request.environ if has_request_context() else None, browsers=relay["browsers"]
+        )
+        if "warning" in relay["server"]:
+            problems.append(relay["server"]["warning"])
         return {
             "status": status,
             "problems": problems,

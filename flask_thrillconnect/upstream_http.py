@@ -5,7 +5,8 @@ builds its calls and sends them through these helpers. Every message they raise 
 method and path of the call (``what``), never a full URL, a query string or a token.
 
 A failed call is logged once, by the client's :class:`FailureLog`
-(``flask_thrillconnect.upstream``), at most one line per kind of failure every
+(``flask_thrillconnect.upstream``, event ``upstream_failure``: see
+:mod:`~flask_thrillconnect.log_events`), at most one line per kind of failure every
 :data:`FAILURE_LOG_INTERVAL` seconds. urllib3's own
 "Retrying (…)" warning, one per retry, is dropped for the sessions made here (and only for
 them: a filter on ``urllib3.connectionpool`` recognises our retry policy).
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +37,7 @@ from .errors import (
     upstream_error_for_status,
 )
 from .limits import MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES
+from .log_events import RateLimit, log_event
 from .models import parse_json
 
 __all__ = [
@@ -74,6 +75,11 @@ class FailureLog:
     """Logs failures at most once per kind (the exception's class) and ``interval`` seconds;
     the next line says how many were held back. Marks each error it saw ``logged``.
 
+    Each line is an ``upstream_failure`` event (:func:`~.log_events.log_event`) with the
+    fields ``kind`` (what was fetched: ``ticker``…, ``-`` when unknown), ``error`` (the
+    exception's class), ``status`` (the upstream HTTP status, ``-`` without an answer) and
+    ``suppressed`` (failures of that class held back since the previous line).
+
     :param logger: where the lines go (at WARNING).
     :param clock: monotonic seconds.
     """
@@ -87,24 +93,30 @@ class FailureLog:
     ) -> None:
         self.logger = logger
         self.interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        # kind -> (when last logged, failures held back since)
-        self._kinds: dict[str, tuple[float, int]] = {}
+        self._limit = RateLimit(interval, clock=clock)
 
-    def log(self, exc: ThrillConnectError) -> None:
-        """One line for ``exc`` unless one of its kind was logged within ``interval``."""
+    def log(self, exc: ThrillConnectError, *, kind: str | None = None) -> None:
+        """One line for ``exc`` unless one of its class was logged within ``interval``.
+
+        :param kind: what the failed call fetched (an :class:`~.client.UpstreamCall`'s kind).
+        """
         exc.logged = True
-        kind, now = type(exc).__name__, self._clock()
-        with self._lock:
-            last, held = self._kinds.get(kind, (-self.interval, 0))
-            if now - last < self.interval:
-                self._kinds[kind] = (last, held + 1)
-                return
-            self._kinds[kind] = (now, 0)
+        error = type(exc).__name__
+        held = self._limit.admit(error)
+        if held is None:
+            return
         more = f" ({held} more like it in the last {self.interval:g} s)" if held else ""
         # The message names the call (method and path), never a query string or a token.
-        self.logger.warning("ThrillConnect failed: %s: %s%s", kind, redact(str(exc)), more)
+        log_event(
+            self.logger,
+            logging.WARNING,
+            "upstream_failure",
+            f"{redact(str(exc))}{more}",
+            kind=kind,
+            error=error,
+            status=getattr(exc, "status", None),
+            suppressed=held,
+        )
 
 
 class _QuietRetry(Retry):
@@ -170,9 +182,11 @@ def new_session(retries: int, backoff: float) -> requests.Session:
 
 
 @contextmanager
-def transport_errors(what: str, failures: FailureLog | None = None) -> Iterator[None]:
+def transport_errors(
+    what: str, failures: FailureLog | None = None, *, kind: str | None = None
+) -> Iterator[None]:
     """Raise what requests and urllib3 raise inside as the package's upstream errors, logged
-    to ``failures`` when given.
+    to ``failures`` when given (as a failure of a call of ``kind``).
 
     :raises UpstreamTimeout: no answer in time (also while streaming the body).
     :raises UpstreamUnavailable: no connection, or any other transport failure.
@@ -180,7 +194,7 @@ def transport_errors(what: str, failures: FailureLog | None = None) -> Iterator[
 
     def logged(exc: UpstreamError) -> UpstreamError:
         if failures is not None:
-            failures.log(exc)
+            failures.log(exc, kind=kind)
         return exc
 
     try:
@@ -254,12 +268,13 @@ def error_for_answer(
     *,
     secret: str | None,
     failures: FailureLog | None = None,
+    kind: str | None = None,
 ) -> UpstreamError:
     """The exception of the package's family that stands for a non-2xx answer.
 
     Its message carries the upstream ``message`` (and its ``error`` code), shortened, made
     printable and scrubbed of ``secret`` and of anything token-like. A failure (5xx) is
-    logged to ``failures`` when given.
+    logged to ``failures`` when given (as a failure of a call of ``kind``).
     """
     code, text = _upstream_error_fields(body)
 
@@ -273,7 +288,7 @@ def error_for_answer(
         message = f"{message}: {scrub(text)}"
     error = upstream_error_for_status(status, message, error=scrub(code) if code else None)
     if failures is not None and is_upstream_failure(error):
-        failures.log(error)
+        failures.log(error, kind=kind)
     return error
 
 

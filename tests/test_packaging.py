@@ -77,6 +77,9 @@ def test_the_wheel_carries_the_package_its_data_and_no_tests(built):
     for asset in ("thrillconnect.js", "thrillconnect.css", "thrillconnect.d.ts"):
         assert f"flask_thrillconnect/static/thrillconnect/{asset}" in names
     assert "flask_thrillconnect/testing/plugin.py" in names
+    # The widgets' texts in other languages: the compiled catalogues Babel reads.
+    for language in ("de", "sv"):
+        assert f"flask_thrillconnect/translations/{language}/LC_MESSAGES/thrillconnect.mo" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names) or any(
         name.endswith(".dist-info/LICENSE") for name in names
     )
@@ -93,6 +96,13 @@ def test_the_wheel_declares_the_extras_apart(built):
     lines = text.splitlines()
     extras = {line.split(": ", 1)[1] for line in lines if line.startswith("Provides-Extra")}
     assert {"testing", "dev", "redis", "docs"} <= extras
+    # Flask-Babel stays optional: an extra of its own (and the dev extra's, for the tests).
+    assert "babel" in extras
+    assert not [
+        line
+        for line in lines
+        if line.startswith("Requires-Dist: flask-babel") and "extra ==" not in line
+    ]
     assert "test" not in extras
     testing = [line for line in text.splitlines() if 'extra == "testing"' in line]
     assert any(line.startswith("Requires-Dist: pyjwt") for line in testing)

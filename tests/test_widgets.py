@@ -377,7 +377,8 @@ def test_optin_widget_shows_a_player_not_opted_in_and_controls_disabled_without_
     )
 
     assert widget.attrs["data-tc-opted-in"] == "false"
-    assert widget.find("data-tc-optin-state").words == "You are not in this jackpot."
+    # player_00001 reads de_DE: the texts too (tests/test_i18n.py).
+    assert widget.find("data-tc-optin-state").words == "Du nimmst nicht an diesem Jackpot teil."
     form = widget.find("data-tc-optin-form")
     assert form.tag == "form"
     assert "disabled" in form.find("data-tc-contribution").attrs
@@ -435,7 +436,7 @@ def test_optin_widget_shows_the_new_state_after_opting_in(
 
     widget = lobby(browser, source="egyptian-gold").find("data-tc-widget", "optin")
     assert widget.attrs["data-tc-opted-in"] == "true"
-    assert widget.find("data-tc-optin-state").words == "You are in this jackpot."
+    assert widget.find("data-tc-optin-state").words == "Du nimmst an diesem Jackpot teil."
     selected = [o for o in widget.find("data-tc-contribution").children if o.has("selected")]
     assert [Decimal(o.attrs["value"] or "") for o in selected] == [Decimal("0.3")]
     assert "hidden" not in widget.find("data-tc-optin-leave").attrs

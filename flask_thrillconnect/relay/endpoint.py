@@ -79,6 +79,11 @@ def serve_browser(
     sock = ws if isinstance(ws, BrowserSocket) else _browser_socket(ws)
     try:
         _serve(sock, relay, player, since, relay_id, optin_timeout)
+    except BaseException:
+        # The server ends this thread or greenlet: gunicorn's gevent worker kills what still
+        # runs at the end of --graceful-timeout (GreenletExit). The browser hears why.
+        sock.close(CLOSE_GOING_AWAY, close_reason(CLOSE_GOING_AWAY))
+        raise
     finally:
         sock.release(CLOSE_TIMEOUT)
 
@@ -102,7 +107,9 @@ def _serve(
     # Before the writer starts: from its first frame on, the library's own go through it.
     sock.hand_writes_to(functools.partial(relay.writer.send_frame, connection))
     try:
-        peer = relay.writer.attach(sock.raw_socket, connection, on_release=sock.wake)
+        peer = relay.writer.attach(
+            sock.raw_socket, connection, on_release=sock.wake, send=sock.send_nowait
+        )
     except RuntimeError:  # the relay is shutting down
         sock.hand_writes_to(None)
         relay.disconnect(connection)

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from .. import metrics
 from . import replay
 from .audiences import (
     BROADCAST,
@@ -425,6 +426,7 @@ class RelayHub:
                     aud.remember_latest_locked(conflation_key, record)
                 recipients = aud.recipients_locked(route, self._members)
                 self._published += 1
+            metrics.relay_published(envelope, text)
             counts = fan_out(recipients, key, text, self._on_ready)
             self._count(counts)
         return seq

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TypeVar
 
+from ..metrics import relay_drained, relay_overflowed
 from .protocol import CLOSE_TRY_AGAIN_LATER
 
 __all__ = ["LockGroups", "Outbox", "OutboxKey", "fan_out", "group_by_lock"]
@@ -92,10 +93,12 @@ class Outbox:
                 texts = list(entries.values())
                 entries.clear()
                 self.waiting_events = 0
-                return texts
-            keys = list(islice(entries, max_items))
-            self.waiting_events -= sum(1 for key in keys if type(key) is int)
-            return [entries.pop(key) for key in keys]
+            else:
+                keys = list(islice(entries, max_items))
+                self.waiting_events -= sum(1 for key in keys if type(key) is int)
+                texts = [entries.pop(key) for key in keys]
+        relay_drained(texts)  # the fan-out delay, sampled
+        return texts
 
     def enqueue(self, entries: Sequence[tuple[OutboxKey, str]]) -> tuple[bool, bool]:
         """Queue ``entries`` in order, conflating as :func:`fan_out` does.
@@ -135,6 +138,7 @@ class Outbox:
 
     def overflow_locked(self) -> None:
         """Close with 1013: the consumer fell too far behind. Needs :attr:`lock`."""
+        relay_overflowed()
         self.close_code = CLOSE_TRY_AGAIN_LATER
         self.entries.clear()
         self.waiting_events = 0

@@ -49,17 +49,19 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+from .. import metrics
 from ..client import ThrillConnectClient
 from ..config import Settings
 from ..errors import ThrillConnectError
 from ..jackpots import JackpotService
 from ..limits import MAX_UPSTREAM_MESSAGE_BYTES
+from ..log_events import RateLimit, log_event
 from ..models import parse_json, player_opt_in_request_json
 from ..optin import send_opt_in
 from ..player import Player
 from .cluster_mode import ClusterFeed, ClusterMode
 from .hub import BROADCAST, Connection, RelayHub, UpstreamStatus, player_audience
-from .protocol import error_envelope
+from .protocol import CLOSE_TRY_AGAIN_LATER, error_envelope
 from .upstream import CONNECTED, UpstreamSupervisor
 from .writer import SocketWriter
 
@@ -83,6 +85,8 @@ ENVELOPE_KEYS = (
 MAX_KNOWN_INSTANCES = 1000
 #: Opt-ins sent on a fresh player connection at once (each waits for its answer).
 OPTIN_WORKERS = 4
+#: Seconds during which further ``relay_overflow`` events are counted, not logged.
+OVERFLOW_LOG_INTERVAL = 10.0
 
 
 class Relay:
@@ -108,6 +112,7 @@ class Relay:
         self._known_instances: OrderedDict[str, None] = OrderedDict()
         self._refreshing = threading.Lock()
         self._closed = False
+        self._overflow_log = RateLimit(OVERFLOW_LOG_INTERVAL)
         self._cluster = ClusterFeed(
             settings,
             self.hub,
@@ -138,12 +143,34 @@ class Relay:
             if since is not None and relay_id is not None:
                 backfill = self._cluster.backfill(audiences, since, relay_id)
         connection = self.hub.connect(audiences, since=since, relay_id=relay_id, backfill=backfill)
+        metrics.browser_connected()
         if self.settings.service_token and self.cluster_mode in ("off", "fallback", "rejoining"):
             self._ensure_service_stream()
         return connection
 
     def disconnect(self, connection: Connection) -> None:
+        """The browser of ``connection`` left (once per :meth:`connect`)."""
         self.hub.disconnect(connection)
+        metrics.browser_disconnected()
+        if connection.close_code == CLOSE_TRY_AGAIN_LATER:
+            self._log_overflow(connection)
+
+    def _log_overflow(self, connection: Connection) -> None:
+        held = self._overflow_log.admit("overflow")
+        if held is None:
+            return
+        more = f" ({held} more in the last {OVERFLOW_LOG_INTERVAL:g} s)" if held else ""
+        log_event(
+            logger,
+            logging.WARNING,
+            "relay_overflow",
+            f"a browser fell more than {connection.limit} events behind and was closed with "
+            f"1013 (it reconnects and resumes){more}",
+            code=CLOSE_TRY_AGAIN_LATER,
+            limit=connection.limit,
+            audience="player" if len(connection.audiences) > 1 else "broadcast",
+            suppressed=held,
+        )
 
     def opt_in(
         self,
@@ -251,11 +278,17 @@ class Relay:
         stream.start()
 
     def _supervisor(self, url: Any, *, player_id: str | None, name: str) -> UpstreamSupervisor:
+        gauge = metrics.StreamState("service" if player_id is None else "player")
+
+        def on_state(state: str, reconnected: bool) -> None:
+            gauge.changed(state, reconnected)
+            self._on_state(state, reconnected, player_id)
+
         return UpstreamSupervisor(
             url,
             subscriptions=UPSTREAM_SUBSCRIPTIONS,
             on_message=lambda text: self._on_message(text, player_id),
-            on_state=lambda state, reconnected: self._on_state(state, reconnected, player_id),
+            on_state=on_state,
             open_timeout=self.settings.timeout[0],
             name=name,
         )

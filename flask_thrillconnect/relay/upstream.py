@@ -27,6 +27,7 @@ from typing import Any
 from websockets.sync.client import ClientConnection
 
 from ..errors import UpstreamUnauthorized
+from ..log_events import log_event
 from ..models import subscribe_request_json
 from ..upstream_http import redact
 from ..upstream_ws import open_stream
@@ -292,12 +293,15 @@ class UpstreamSupervisor:
                     delay = backoff_delay(failures, base=self._backoff_base, cap=self._backoff_cap)
                     if self._probe_interval is not None and not answered(error):
                         probe_target = self._probe_target
-                logger.info(
-                    "%s: stream ended (%s); next attempt in %.2f s%s",
-                    self._name,
-                    _describe(error),
-                    delay,
-                    " or once ThrillConnect accepts connections again" if probe_target else "",
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "stream_retry",
+                    f"stream ended; next attempt in {delay:.2f} s"
+                    + (" or once ThrillConnect accepts connections again" if probe_target else ""),
+                    stream=self._name,
+                    cause=_describe(error),
+                    retry_in=delay,
                 )
                 self._wait_before_retry(delay, probe_target, down=not_accepting(error))
         except Exception:  # a bug here must not leave a silent dead thread
@@ -454,16 +458,38 @@ class UpstreamSupervisor:
         with self._lock:
             if state == self._state:
                 return
-            previous, self._state, self._since = self._state, state, time.time()
+            previous, since, now = self._state, self._since, time.time()
+            self._state, self._since = state, now
             self._state_changed.notify_all()
+        # Structured records (see log_events): stable event names, no token in any field.
         if state == UNAUTHORIZED:
-            logger.warning(
-                "%s: ThrillConnect refused the stream credentials (401); retrying every %.0f s",
-                self._name,
-                self._unauthorized_backoff,
+            log_event(
+                logger,
+                logging.WARNING,
+                "stream_unauthorized",
+                "ThrillConnect refused the stream credentials (401); retrying every "
+                f"{self._unauthorized_backoff:.0f} s",
+                stream=self._name,
+                retry_in=self._unauthorized_backoff,
             )
         elif state == RECONNECTING and previous == CONNECTED:
-            logger.warning("%s: upstream stream lost (%s)", self._name, self._last_error)
+            log_event(
+                logger,
+                logging.WARNING,
+                "stream_lost",
+                "upstream stream lost",
+                stream=self._name,
+                cause=self._last_error,
+            )
+        elif state == CONNECTED and reconnected:
+            log_event(
+                logger,
+                logging.INFO,
+                "stream_reconnected",
+                "upstream stream connected again",
+                stream=self._name,
+                down_seconds=now - since,
+            )
         else:
             logger.info("%s: %s -> %s", self._name, previous, state)
         if self._on_state is None:

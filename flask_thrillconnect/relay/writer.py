@@ -19,6 +19,7 @@ answer to one browser, the library's pong and close replies) are queued with
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import selectors
@@ -91,9 +92,12 @@ class Peer:
         sock: socket.socket,
         source: Source,
         on_release: Callable[[], None],
+        send: Callable[[memoryview], int] | None = None,
     ) -> None:
         self.writer = writer
         self.sock = sock
+        #: Sends without waiting: the bytes taken; raises BlockingIOError when full.
+        self.send = send or functools.partial(_send_dontwait, sock)
         self.source = source
         self.on_release = on_release
         #: Guards the fields below and the hand-over of the socket (:attr:`released`): held
@@ -145,16 +149,25 @@ class SocketWriter:
 
     # -- the browsers' side -------------------------------------------------------------------
 
-    def attach(self, sock: socket.socket, source: Source, on_release: Callable[[], None]) -> Peer:
+    def attach(
+        self,
+        sock: socket.socket,
+        source: Source,
+        on_release: Callable[[], None],
+        send: Callable[[memoryview], int] | None = None,
+    ) -> Peer:
         """Start writing what ``source`` has to ``sock``; its first flush is already queued.
 
         :param sock: the browser's connected socket, left blocking for its reader.
+        :param send: how to send on it without waiting (the server's own way, see
+            :func:`~flask_thrillconnect.sockets.nonblocking_send`); default ``send`` with
+            ``MSG_DONTWAIT``.
         :param source: the hub connection whose outbox feeds it.
         :param on_release: called (from the writer thread) once the writer has let go of the
             socket because ``source`` asks to close: the browser's thread sends the close.
         :raises RuntimeError: the writer is closed (the relay is shutting down).
         """
-        peer = Peer(self, sock, source, on_release)
+        peer = Peer(self, sock, source, on_release, send)
         with self._lock:
             self._ensure_started_locked()
             self._peers[source] = peer
@@ -304,7 +317,7 @@ class SocketWriter:
                     return
                 peer.pending = memoryview(b"".join(frames))
             try:
-                sent = peer.sock.send(peer.pending, socket.MSG_DONTWAIT)
+                sent = peer.send(peer.pending)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
@@ -357,6 +370,10 @@ class SocketWriter:
         """Browser sockets the writer serves now."""
         with self._lock:
             return len(self._peers)
+
+
+def _send_dontwait(sock: socket.socket, data: memoryview) -> int:
+    return sock.send(data, socket.MSG_DONTWAIT)
 
 
 def _drain_wake_pipe(wake: socket.socket) -> None:

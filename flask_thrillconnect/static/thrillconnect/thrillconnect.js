@@ -16,6 +16,11 @@
  *   data-tc-csrf            the X-CSRFToken value for opt-ins (absent for anonymous visitors)
  *   data-tc-locale          BCP 47 locale for Intl ("en-GB")
  *   data-tc-rates           {"base_currency", "multipliers"} JSON (absent when unknown)
+ *   data-tc-texts           {key: text} JSON: the texts below (TEXTS) in the page's language
+ *                           (absent on an English page: the defaults are English)
+ *   data-tc-live            "off" when the page gets no live updates of its own (an anonymous
+ *                           visitor of a portal without a service token): tickers then say so
+ *                           ([data-tc-live-off-note]) instead of "reconnecting"
  *
  * DOM hooks: see the comment at the top of templates/thrillconnect/widgets.html.
  *
@@ -58,18 +63,45 @@
   var MAX_PER_REQUEST = 32; // what one SubscribeRequest may carry
   var EVENT_TYPE = /^(\*|[^\s\/\\?#%]{1,128})$/;
   var MAX_FEED_LIMIT = 100;
-  var STATUS_NOTES = { Pending: "Starts soon", Paused: "Paused", Terminated: "Ended" };
+  var STATUS_NOTES = { Pending: "statusPending", Paused: "statusPaused", Terminated: "statusTerminated" };
   var OPTIN_ERRORS = {
-    400: "That choice was not accepted. Please pick another contribution and try again.",
-    401: "Your session has ended. Please log in again to join.",
-    403: "You cannot join this jackpot, or this page is out of date. Reload the page and try again.",
-    404: "This jackpot is no longer available. Reload the page to see the current jackpots.",
-    502: "The jackpot service is unavailable right now. Please try again in a moment.",
-    503: "The jackpot service is unavailable right now. Please try again in a moment.",
-    504: "The jackpot service took too long to answer. Please try again in a moment."
+    400: "optinError400",
+    401: "optinError401",
+    403: "optinError403",
+    404: "optinError404",
+    502: "optinError503",
+    503: "optinError503",
+    504: "optinError504"
   };
-  var OPTIN_ERROR_NETWORK = "Could not reach the server. Check your connection and try again.";
-  var OPTIN_ERROR_OTHER = "Something went wrong. Please try again.";
+  // What the script says to players, in English; assets() renders them in the page's language
+  // (data-tc-texts). The same keys and texts as JS_TEXTS in flask_thrillconnect/i18n.py, whose
+  // catalogues translate them (a test keeps the two equal). %(name)s is filled in by tr().
+  var TEXTS = {
+    "statusPending": "Starts soon",
+    "statusPaused": "Paused",
+    "statusTerminated": "Ended",
+    "optinError400": "That choice was not accepted. Please pick another contribution and try again.",
+    "optinError401": "Your session has ended. Please log in again to join.",
+    "optinError403": "You cannot join this jackpot, or this page is out of date. Reload the page and try again.",
+    "optinError404": "This jackpot is no longer available. Reload the page to see the current jackpots.",
+    "optinError503": "The jackpot service is unavailable right now. Please try again in a moment.",
+    "optinError504": "The jackpot service took too long to answer. Please try again in a moment.",
+    "optinErrorNetwork": "Could not reach the server. Check your connection and try again.",
+    "optinErrorOther": "Something went wrong. Please try again.",
+    "optinSaving": "Saving…",
+    "optinSaved": "Your contribution is saved.",
+    "optinJoined": "You joined the jackpot.",
+    "optinLeft": "You left the jackpot.",
+    "optinIn": "You are in this jackpot.",
+    "optinOut": "You are not in this jackpot.",
+    "optinJoin": "Join jackpot",
+    "optinSave": "Save contribution",
+    "optinLeave": "Leave jackpot",
+    "jackpot": "Jackpot",
+    "winnerYou": "You",
+    "wonIn": "You won %(amount)s in %(jackpot)s.",
+    "won": "You won %(amount)s."
+  };
 
   // -- page configuration ------------------------------------------------------------------
 
@@ -82,8 +114,33 @@
     currency: data.tcCurrency || null,
     csrf: data.tcCsrf || null,
     locale: data.tcLocale || navigator.language || "en",
-    rates: parseRates(data.tcRates)
+    rates: parseRates(data.tcRates),
+    texts: parseTexts(data.tcTexts),
+    live: data.tcLive !== "off"
   };
+
+  /** {key: text} from data-tc-texts; only known keys with text values count. */
+  function parseTexts(json) {
+    var texts = {};
+    var given = null;
+    try {
+      given = json ? JSON.parse(json) : null;
+    } catch (e) {
+      given = null;
+    }
+    Object.keys(TEXTS).forEach(function (key) {
+      texts[key] = given && typeof given[key] === "string" && given[key] ? given[key] : TEXTS[key];
+    });
+    return texts;
+  }
+
+  /** The page's text `key`, its %(name)s placeholders filled from `values`. */
+  function tr(key, values) {
+    var found = config.texts[key] || TEXTS[key] || "";
+    return found.replace(/%\((\w+)\)s/g, function (placeholder, name) {
+      return values && values[name] !== undefined ? String(values[name]) : placeholder;
+    });
+  }
 
   function parseRates(text) {
     if (!text) {
@@ -325,7 +382,7 @@
     widget.dataset.tcStatus = value;
     var note = widget.querySelector("[data-tc-status-note]");
     if (note) {
-      note.textContent = STATUS_NOTES[value] || "";
+      note.textContent = STATUS_NOTES[value] ? tr(STATUS_NOTES[value]) : "";
       note.hidden = !STATUS_NOTES[value];
     }
   }
@@ -336,7 +393,10 @@
     }
     widget.dataset.tcState = state;
     widget.classList.toggle("tc-stale", state !== "live");
-    toggle(widget, "[data-tc-stale-note]", state === "stale");
+    // No live updates for this page: say so rather than "reconnecting" (which never ends).
+    var liveOff = !config.live && widget.querySelector("[data-tc-live-off-note]") !== null;
+    toggle(widget, "[data-tc-stale-note]", state === "stale" && !liveOff);
+    toggle(widget, "[data-tc-live-off-note]", state === "stale" && liveOff);
   }
 
   function toggle(root, selector, visible) {
@@ -573,12 +633,12 @@
       item.setAttribute("data-tc-win", "");
       item.dataset.tcInstance = String(win.instance_id || "");
       item.appendChild(element("span", "tc-win__amount", amountText));
-      var what = win.jackpot_name || "Jackpot";
+      var what = win.jackpot_name || tr("jackpot");
       if (win.pot) {
         what += " · " + potLabel(win.pot);
       }
       item.appendChild(element("span", "tc-win__jackpot", what));
-      item.appendChild(element("span", "tc-win__player", mine ? "You" : maskPlayerId(win.player_id)));
+      item.appendChild(element("span", "tc-win__player", mine ? tr("winnerYou") : maskPlayerId(win.player_id)));
       item.appendChild(formatTime(win.timestamp));
       list.insertBefore(item, list.firstChild);
       var limit = Math.min(MAX_FEED_LIMIT, Math.max(1, parseInt(feed.dataset.tcLimit, 10) || 10));
@@ -685,7 +745,8 @@
     }
     var text = dialog.querySelector("[data-tc-celebration-text]");
     if (text) {
-      text.textContent = "You won " + amountText + (jackpotName ? " in " + jackpotName : "") + ".";
+      text.textContent = jackpotName ? tr("wonIn", { amount: amountText, jackpot: jackpotName })
+        : tr("won", { amount: amountText });
     }
     if (dialog.hidden) {
       returnFocus = document.activeElement;
@@ -727,21 +788,20 @@
 
   // -- opt-in ------------------------------------------------------------------------------
 
-  function text(widget, name, fallback) {
-    return widget.dataset["tcText" + name] || fallback;
+  /** The opt-in widget's own text (data-tc-text-<name>), else the page's. */
+  function text(widget, name) {
+    return widget.dataset["tcText" + name] || tr("optin" + name);
   }
 
   function setOptedIn(widget, optedIn, preferred) {
     widget.dataset.tcOptedIn = optedIn ? "true" : "false";
     var state = widget.querySelector("[data-tc-optin-state]");
     if (state) {
-      state.textContent = optedIn
-        ? text(widget, "In", "You are in this jackpot.")
-        : text(widget, "Out", "You are not in this jackpot.");
+      state.textContent = optedIn ? text(widget, "In") : text(widget, "Out");
     }
     var join = widget.querySelector("[data-tc-optin-join]");
     if (join) {
-      join.textContent = optedIn ? text(widget, "Save", "Save contribution") : text(widget, "Join", "Join jackpot");
+      join.textContent = optedIn ? text(widget, "Save") : text(widget, "Join");
     }
     var leave = widget.querySelector("[data-tc-optin-leave]");
     if (leave) {
@@ -827,18 +887,17 @@
       body.contribution_value = Number(select.value);
     }
     setControlsEnabled(form, false);
-    say(widget, "Saving…", false);
+    say(widget, tr("optinSaving"), false);
     postOptIn(body, widget.dataset.tcCsrf).then(function (answer) {
       if (answer.instance_id) {
         widget.dataset.tcInstance = String(answer.instance_id);
       }
       var nowIn = answer.opted_in === true;
       setOptedIn(widget, nowIn, answer.preferred_contribution_value);
-      say(widget, nowIn ? (wasIn ? "Your contribution is saved." : "You joined the jackpot.")
-        : "You left the jackpot.", false);
+      say(widget, tr(nowIn ? (wasIn ? "optinSaved" : "optinJoined") : "optinLeft"), false);
     }, function (error) {
-      var message = error.status === 0 ? OPTIN_ERROR_NETWORK : OPTIN_ERRORS[error.status];
-      say(widget, message || OPTIN_ERROR_OTHER, true);
+      var key = error.status === 0 ? "optinErrorNetwork" : OPTIN_ERRORS[error.status];
+      say(widget, tr(key || "optinErrorOther"), true);
     }).finally(function () {
       setControlsEnabled(form, true);
     });

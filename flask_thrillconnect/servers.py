@@ -1,0 +1,107 @@
+"""Which server runs the relay in this process, and the hook gunicorn needs for it.
+
+Under Werkzeug's dev server and gunicorn's ``gthread`` worker each browser holds an OS thread,
+so a worker needs a thread per open browser; under gunicorn's ``gevent`` worker (a
+monkey-patched standard library) each browser holds greenlets instead. :func:`server_model`
+says which of these serves a request (for ``/health/detail``, with a warning when ``gthread``
+runs short of threads); :func:`close_relays_on_stop` is the ``post_worker_init`` hook that
+makes a stopping worker close its browsers with 1001 instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any
+
+__all__ = ["close_relays_on_stop", "server_model"]
+
+
+def server_model(environ: MutableMapping[str, Any] | None, browsers: int = 0) -> dict[str, Any]:
+    """Which server runs this process, for ``/health/detail``; with ``browsers`` open.
+
+    ``worker`` is ``gevent`` (gunicorn's gevent worker, or any server on a monkey-patched
+    standard library: evented, a greenlet per browser), ``gthread`` (gunicorn's threaded
+    worker: an OS thread per browser), ``werkzeug`` (the dev server: a thread per browser) or
+    ``other``. Under ``gthread`` it also has ``threads`` (gunicorn's ``--threads``, read from
+    the worker object at the bottom of the main thread's stack; ``None`` when not found) and,
+    when ``browsers`` hold nearly all of them, a ``warning``: a browser past the last thread
+    waits, unserved, and so does every ordinary request.
+    """
+    environ = environ or {}
+    software = str(environ.get("SERVER_SOFTWARE", ""))
+    gunicorn = "gunicorn.socket" in environ or software.startswith("gunicorn")
+    model: dict[str, Any] = {"server": software or None, "evented": _monkey_patched()}
+    if model["evented"]:
+        model["worker"] = "gevent"
+        worker = _gunicorn_worker() if gunicorn else None
+        if worker is not None:
+            model["worker_connections"] = worker.cfg.worker_connections
+        return model
+    if gunicorn:
+        model["worker"] = "gthread" if environ.get("wsgi.multithread") else "sync"
+        worker = _gunicorn_worker()
+        threads = worker.cfg.threads if worker is not None else None
+        model["threads"] = threads
+        # One thread per open browser, and a few for the portal's own requests.
+        if threads is not None and browsers + _SPARE_THREADS > threads:
+            model["warning"] = (
+                f"{browsers} relay browsers hold threads of the {threads} of gthread's --threads:"
+                " raise --threads above the browsers expected per worker, or run the gevent"
+                " worker"
+            )
+        return model
+    model["worker"] = "werkzeug" if "werkzeug.socket" in environ else "other"
+    return model
+
+
+#: Threads a ``gthread`` worker keeps for ordinary requests beyond one per browser.
+_SPARE_THREADS = 8
+
+
+def _monkey_patched() -> bool:
+    """Whether gevent has patched the standard library's sockets in this process."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("socket"))
+
+
+def _gunicorn_worker() -> Any:
+    """gunicorn's worker object (its ``cfg`` holds ``--threads``), from the frame of its
+    ``run`` loop at the bottom of the main thread's stack; ``None`` when not found."""
+    base = sys.modules.get("gunicorn.workers.base")
+    if base is None:
+        return None
+    frame = sys._current_frames().get(threading.main_thread().ident or -1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, base.Worker):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def close_relays_on_stop(worker: Any) -> None:
+    """Close every relay's browsers (1001) as soon as gunicorn tells ``worker`` to stop.
+
+    For gunicorn's ``post_worker_init`` hook. On SIGTERM a worker stops accepting and then
+    waits, up to ``--graceful-timeout``, for its open connections to end: relay sockets never
+    end by themselves, and the master kills the worker when that time is up, so browsers would
+    see the TCP connection drop instead of a close frame. This replaces the worker's SIGTERM
+    handler with one that does what gunicorn's does (``worker.alive = False``) and closes the
+    relays in a thread of their own (a greenlet under gevent)::
+
+        # gunicorn.conf.py
+        def post_worker_init(worker):
+            from flask_thrillconnect.servers import close_relays_on_stop
+            close_relays_on_stop(worker)
+    """
+    import signal
+
+    from .state import shutdown
+
+    def stop(signum: int, frame: Any) -> None:
+        worker.alive = False
+        threading.Thread(target=shutdown, name="thrillconnect-shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
