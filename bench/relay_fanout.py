@@ -521,6 +521,15 @@ def main() -> int:
             except RuntimeError as failure:
                 print(f"FAILED: {failure}", flush=True)
                 return 1
+            except (OSError, requests.RequestException) as lost:
+                # The worker died under the load (gunicorn's timeout killed it): a finding.
+                print(
+                    f"the worker did not survive {browsers} browsers under {worker_class} "
+                    f"({type(lost).__name__}); larger counts skipped for it",
+                    flush=True,
+                )
+                holding.discard(worker_class)
+                continue
             print("\n".join(lines), flush=True)
             if not ok:
                 # A scale that does not hold is a finding, not a failure of the benchmark.

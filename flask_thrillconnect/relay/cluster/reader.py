@@ -4,7 +4,8 @@ One daemon thread per worker. It starts at the stream's newest entry (the worker
 what comes next), then loops: fetch the entries after its position with one script (which
 checks the epoch and that nothing after the position was trimmed, atomically with the read);
 when there are none, wait for the next one with ``XREAD BLOCK`` (at most ``block`` seconds,
-so the thread can stop). The blocking read uses its own client, whose socket timeout exceeds
+so the thread can stop), then :data:`~.base.READ_GATHER` seconds more for the rest of its
+burst. The blocking read uses its own client, whose socket timeout exceeds
 the block time; every other call has the 0.5 s timeouts of
 :func:`~flask_thrillconnect.redis_connection.connect`.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -28,7 +30,7 @@ import redis
 
 from ...redis_connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT, RedisKeys, connect
 from ..backoff import backoff_delay
-from .base import READ_BATCH, READ_BLOCK, ClusterUnavailable, millis, redis_call
+from .base import READ_BATCH, READ_BLOCK, READ_GATHER, ClusterUnavailable, millis, redis_call
 from .log import Entry, EventLog
 from .seq import entry_id
 
@@ -185,9 +187,11 @@ class EventReader:
 
     def _wait(self) -> None:
         with redis_call("read"):
-            self._blocking.xread(
+            woke = self._blocking.xread(
                 {self.log.keys.stream: entry_id(self._seq)}, count=1, block=millis(self.block)
             )
+        if woke:
+            time.sleep(READ_GATHER)  # the rest of the burst, fetched with it
 
     def _set_available(self, available: bool, error: Exception | None = None) -> None:
         if available == self.available:
