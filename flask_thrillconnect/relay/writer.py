@@ -44,6 +44,11 @@ DRAIN_BATCH = 100
 PING_FRAME = b"\x89\x00"
 #: How often idle connections are checked for a due ping.
 _PING_SCAN_INTERVAL = 1.0
+#: Seconds the thread lets publishers go on once woken, before it sends: the platform sends a
+#: tick as one message per jackpot (7 in the simulator's world), published one by one, and
+#: gathering them gives each browser one write per tick instead of one per message
+#: (``bench.relay_fanout``, 5,000 browsers under gevent: 6.6 → 4.8 µs of CPU per message).
+WRITE_GATHER = 0.003
 
 
 class Source(Hashable, Protocol):
@@ -273,11 +278,15 @@ class SocketWriter:
             while not self._closed:
                 timeout = max(0.0, next_ping_scan - time.monotonic())
                 work: set[Peer] = set()
+                woken = False
                 for key, _ in selector.select(timeout):
                     if key.data is None:
                         _drain_wake_pipe(wake_r)
+                        woken = True
                     else:
                         work.add(key.data)
+                if woken:
+                    time.sleep(WRITE_GATHER)  # the rest of the burst, sent with it
                 with self._lock:
                     work |= self._ready
                     self._ready = set()
