@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
-from gunicorn_fixtures import GunicornPortal, gunicorn_portal
+from gunicorn_fixtures import WORKER_CLASSES, GunicornPortal, gunicorn_portal
 from relay_clients import SUBSCRIBE_ALL, RelayClient
 from websockets.sync.client import connect
 
@@ -58,10 +58,15 @@ def create_app() -> Flask:
     return app
 
 
-@pytest.fixture
+@pytest.fixture(params=WORKER_CLASSES)
 def nodes(
-    thrillconnect_sim: Any, redis_server: RedisServer, tmp_path: Path
+    request: pytest.FixtureRequest,
+    thrillconnect_sim: Any,
+    redis_server: RedisServer,
+    tmp_path: Path,
 ) -> Iterator[list[GunicornPortal]]:
+    """NODES gunicorn masters of WORKERS workers, under each worker class (the cluster's
+    Redis reader and lease keeper are greenlets under gevent)."""
     env = {
         "THRILLCONNECT_URL": thrillconnect_sim.url,
         "THRILLCONNECT_SERVICE_TOKEN": thrillconnect_sim.service_token,
@@ -71,7 +76,7 @@ def nodes(
         yield [
             stack.enter_context(
                 gunicorn_portal(
-                    "gthread",
+                    request.param,
                     env,
                     app="test_cluster_nodes:create_app()",
                     extra_args=["--workers", str(WORKERS)],
