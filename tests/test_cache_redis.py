@@ -247,6 +247,9 @@ def test_followers_of_a_failed_cold_fetch_fail_without_asking_upstream(
     assert fetch.started.wait(TIMEOUT)
     join_follower = in_threads(lambda: second.lookup(KEY, fetch, ttl=5))
     wait_until(lambda: second.would_fetch(KEY) is False, "the follower waits")
+    # Its flight is registered; let it also find the lead taken (one Redis call) before the
+    # leader fails, or it would arrive after the failure and rightly lead a cold fetch itself.
+    time.sleep(0.2)
     gate.set()
 
     assert isinstance(join_leader()[0], UpstreamDown)
