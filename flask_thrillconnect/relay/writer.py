@@ -314,15 +314,16 @@ class SocketWriter:
 
     def _flush_locked(self, peer: Peer) -> None:
         direct, source = peer.direct, peer.source
+        emptied = False  # whether the last drain took all the outbox had
         while True:
             if not peer.pending:
                 frames = list(direct)
                 direct.clear()
-                frames.extend(map(text_frame, source.drain(DRAIN_BATCH)))
+                texts = source.drain(DRAIN_BATCH)
+                emptied = len(texts) < DRAIN_BATCH
+                frames.extend(map(text_frame, texts))
                 if not frames:
-                    self._want_writable(peer, False)
-                    if source.close_code is not None:
-                        self._release(peer)
+                    self._finish_flush(peer)
                     return
                 peer.pending = memoryview(b"".join(frames))
             try:
@@ -337,6 +338,18 @@ class SocketWriter:
             if peer.pending:
                 self._want_writable(peer, True)
                 return
+            if emptied:
+                # All sent, nothing left: no need to drain again, since whatever comes next
+                # (a message into the emptied outbox, a direct frame) queues this peer anew.
+                self._finish_flush(peer)
+                return
+
+    def _finish_flush(self, peer: Peer) -> None:
+        """``peer`` has nothing left to send: stop watching its socket, and let it go if its
+        source asks to close."""
+        self._want_writable(peer, False)
+        if peer.source.close_code is not None:
+            self._release(peer)
 
     def _want_writable(self, peer: Peer, wanted: bool) -> None:
         if peer.waiting_writable == wanted:
