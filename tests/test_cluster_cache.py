@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ import pytest
 import redis
 import requests
 from flask import Flask, Response
+from gunicorn_fixtures import gunicorn_portal as launch_gunicorn
 from portal_fixtures import Browser, LiveServer
 
 from flask_thrillconnect import ThrillConnect
@@ -60,7 +59,7 @@ def create_app() -> Flask:
         THRILLCONNECT_URL=os.environ["THRILLCONNECT_URL"],
         THRILLCONNECT_OPERATOR_ID="thrilltech",
         THRILLCONNECT_BRAND_ID="brand1",
-        THRILLCONNECT_REDIS_URL=os.environ.get("THRILLCONNECT_REDIS_URL"),
+        THRILLCONNECT_REDIS_URL=os.environ.get("THRILLCONNECT_REDIS_URL") or None,
         # Long enough that no refresh runs during the test: only the cold fetch is counted.
         THRILLCONNECT_CACHE_TTL={"ticker": 60, "sources": 60},
     )
@@ -81,13 +80,6 @@ def create_app() -> Flask:
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _ping_workers(url: str) -> set[str]:
     """The workers that answered a burst of concurrent pings."""
 
@@ -102,39 +94,26 @@ def _ping_workers(url: str) -> set[str]:
 
 
 @contextmanager
-def gunicorn_portal(sim: Any, redis_url: str | None) -> Iterator[str]:
+def gunicorn_portal(sim: Any, redis_url: str | None, tmp_path: Path) -> Iterator[str]:
     """The portal under gunicorn (gthread, four workers) on 127.0.0.1, every worker booted
     and warm."""
-    port = _free_port()
-    env = {**os.environ, "THRILLCONNECT_URL": sim.url}
-    env.pop("THRILLCONNECT_REDIS_URL", None)
-    if redis_url is not None:
-        env["THRILLCONNECT_REDIS_URL"] = redis_url
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-        "--pythonpath", str(Path(__file__).parent), "test_cluster_cache:create_app()",
-    ]  # fmt: skip
-    master = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    env = {"THRILLCONNECT_URL": sim.url, "THRILLCONNECT_REDIS_URL": redis_url or ""}
+    with launch_gunicorn(
+        "gthread",
+        env,
+        app="test_cluster_cache:create_app()",
+        browsers=THREADS - 16,  # worker_args gives threads = browsers + 16
+        extra_args=["--workers", str(WORKERS)],
+        tmp_dir=tmp_path,
+        ready_path="/ping",
+    ) as portal:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         seen: set[str] = set()
         while len(seen) < WORKERS:
-            if master.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {master.returncode}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {len(seen)} of {WORKERS} workers answered")
-            seen |= _ping_workers(url)
-        yield url
-    finally:
-        master.terminate()
-        try:
-            master.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=10)
+            seen |= _ping_workers(portal.url)
+        yield portal.url
 
 
 def cold_herd(url: str, sim: Any) -> tuple[int, list[int], set[str]]:
@@ -160,9 +139,9 @@ def cold_herd(url: str, sim: Any) -> tuple[int, list[int], set[str]]:
 
 
 def test_a_cold_herd_over_four_workers_costs_one_upstream_request_with_redis(
-    thrillconnect_sim: Any, redis_server: RedisServer
+    thrillconnect_sim: Any, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    with gunicorn_portal(thrillconnect_sim, redis_server.url) as url:
+    with gunicorn_portal(thrillconnect_sim, redis_server.url, tmp_path) as url:
         upstream, statuses, workers = cold_herd(url, thrillconnect_sim)
 
     assert statuses == [200] * HERD
@@ -170,8 +149,10 @@ def test_a_cold_herd_over_four_workers_costs_one_upstream_request_with_redis(
     assert upstream == 1, (upstream, workers)
 
 
-def test_without_redis_the_same_herd_costs_a_request_per_worker(thrillconnect_sim: Any) -> None:
-    with gunicorn_portal(thrillconnect_sim, None) as url:
+def test_without_redis_the_same_herd_costs_a_request_per_worker(
+    thrillconnect_sim: Any, tmp_path: Path
+) -> None:
+    with gunicorn_portal(thrillconnect_sim, None, tmp_path) as url:
         upstream, statuses, workers = cold_herd(url, thrillconnect_sim)
 
     assert statuses == [200] * HERD

@@ -6,11 +6,7 @@ environment, against the test's simulator; its access log names the worker of ea
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,62 +15,39 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from gunicorn_fixtures import gunicorn_portal
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
-STARTUP_TIMEOUT = 30.0
 #: How long the test sends bursts of page loads waiting for both workers to serve one.
 SPREAD_TIMEOUT = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
-def gunicorn_portal(sim: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def example_portal(sim: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``(url, access log)`` of the example portal under gunicorn (gthread, two workers)."""
-    port = _free_port()
     access_log = tmp_path / "access.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("THRILLCONNECT_", "PORTAL_"))}
-    env.update(
-        SECRET_KEY="two-workers-secret",
-        THRILLCONNECT_URL=sim.url,
-        THRILLCONNECT_OPERATOR_ID="thrilltech",
-        THRILLCONNECT_BRAND_ID="brand1",
-        THRILLCONNECT_SERVICE_TOKEN=sim.service_token,
-        PORTAL_LOGINS_DB=str(tmp_path / "instance" / "logins.sqlite3"),
-    )
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", "8",
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--chdir", str(REPO),
+    env = {
+        "SECRET_KEY": "two-workers-secret",
+        "THRILLCONNECT_URL": sim.url,
+        "THRILLCONNECT_OPERATOR_ID": "thrilltech",
+        "THRILLCONNECT_BRAND_ID": "brand1",
+        "THRILLCONNECT_SERVICE_TOKEN": sim.service_token,
+        "PORTAL_LOGINS_DB": str(tmp_path / "instance" / "logins.sqlite3"),
+    }
+    options = [
+        "--workers", str(WORKERS), "--chdir", str(REPO),
         "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(m)s %(U)s %(s)s",
-        "example_portal.wsgi:app",
     ]  # fmt: skip
-    master = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            assert master.poll() is None, f"gunicorn exited with {master.returncode}"
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            try:
-                if requests.get(f"{url}/login", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        yield url, access_log
-    finally:
-        master.terminate()
-        try:
-            master.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=10)
+    with gunicorn_portal(
+        "gthread",
+        env,
+        app="example_portal.wsgi:app",
+        extra_args=options,
+        tmp_dir=tmp_path,
+        ready_path="/login",
+    ) as portal:
+        yield portal.url, access_log
 
 
 def workers_of(access_log: Path, method: str, path: str) -> list[str]:
@@ -90,7 +63,7 @@ def test_a_login_on_one_worker_is_recognised_by_the_other(
     thrillconnect_sim: Any, tmp_path: Path
 ) -> None:
     with (
-        gunicorn_portal(thrillconnect_sim, tmp_path) as (url, access_log),
+        example_portal(thrillconnect_sim, tmp_path) as (url, access_log),
         requests.Session() as browser,
     ):
         browser.headers["Connection"] = "close"  # a new connection, so any worker, each time
