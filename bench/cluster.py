@@ -34,7 +34,7 @@ import requests
 from flask import Flask, Response
 
 from bench.proxy_cache import wrk_requests_per_second
-from bench.serving import free_port
+from bench.serving import free_port, serve
 from flask_thrillconnect import ThrillConnect
 from flask_thrillconnect.testing import Simulator
 
@@ -116,31 +116,20 @@ def node(
 ) -> Iterator[str]:
     """One gunicorn master (gthread) serving :func:`create_app`; its URL once every worker
     answered."""
-    port = free_port()
-    env = {**os.environ, "THRILLCONNECT_URL": sim.url, "BENCH_TICKER_TTL": str(ticker_ttl)}
-    env["THRILLCONNECT_REDIS_URL"] = redis_url or ""
-    master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
-         "--workers", str(workers), "--threads", str(threads),
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "bench.cluster:create_app()"],
-        env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+    env = {
+        "THRILLCONNECT_URL": sim.url,
+        "BENCH_TICKER_TTL": str(ticker_ttl),
+        "THRILLCONNECT_REDIS_URL": redis_url or "",
+    }
+    args = ["--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads)]
+    with serve("bench.cluster:create_app()", args, env, ready_path="/ping") as (url, _, _):
         deadline = time.monotonic() + STARTUP_TIMEOUT
         seen: set[str] = set()
         while len(seen) < workers:
-            if time.monotonic() > deadline or master.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(seen)} of {workers} workers answered")
             seen |= _workers_answering(url)
         yield url
-    finally:
-        master.terminate()
-        try:
-            master.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=10)
 
 
 def ticker_url(node_url: str, sim: Simulator, kind: str) -> str:

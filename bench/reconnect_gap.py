@@ -43,7 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from bench import portal_app
-from bench.serving import STARTUP_TIMEOUT, free_port
+from bench.serving import free_port, serve
 from flask_thrillconnect.relay.upstream import UpstreamSupervisor
 
 #: ``0`` in a portal's environment turns the supervisors' recovery probing off (the baseline).
@@ -155,42 +155,22 @@ class Portal:
 def relay_portal(label: str, sim_url: str, token: str, *, probing: bool) -> Iterator[Portal]:
     """:func:`create_app` under gunicorn gthread (one worker), relaying ``sim_url``'s service
     stream; stopped after."""
-    port = free_port()
     env = {
-        **os.environ,
         "THRILLCONNECT_URL": sim_url,
         "THRILLCONNECT_SERVICE_TOKEN": token,
         "BENCH_INSTANCE_ID": "unused",  # for bench.portal_app's /bare, not requested here
         PROBE_ENV: "1" if probing else "0",
     }
-    command = [
-        sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
-        "--threads", "8", "--graceful-timeout", "5", "--bind", f"127.0.0.1:{port}",
-        "--log-level", "warning", "bench.reconnect_gap:create_app()",
-    ]  # fmt: skip
-    master = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _answers(f"{url}/thrillconnect/health"):
-            if time.monotonic() > deadline or master.poll() is not None:
-                raise RuntimeError(f"gunicorn ({label}) did not start")
-            time.sleep(0.1)
+    args = ["--worker-class", "gthread", "--workers", "1", "--threads", "8",
+            "--graceful-timeout", "5"]  # fmt: skip
+    with serve(
+        "bench.reconnect_gap:create_app()",
+        args,
+        env,
+        ready_path="/thrillconnect/health",
+        stop_timeout=STOP_TIMEOUT,
+    ) as (url, port, _):
         yield Portal(label, url, port)
-    finally:
-        master.terminate()
-        try:
-            master.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 # -- the browsers --------------------------------------------------------------------------------
