@@ -126,6 +126,19 @@ class State:
         - ``degraded``: players are served, but not as they should be (see ``problems``);
         - ``down``: ThrillConnect answers neither REST nor the stream: at best stale values.
         """
+        answer = self._health()
+        # Which server runs the relay (gevent, gthread...), and whether it has room for it:
+        # only here, since finding gthread's thread count walks the main thread's stack.
+        server = server_model(
+            request.environ if has_request_context() else None,
+            browsers=answer["relay"]["browsers"],
+        )
+        answer["relay"]["server"] = server
+        if "warning" in server:
+            answer["problems"].append(server["warning"])
+        return answer
+
+    def _health(self) -> dict[str, Any]:
         rest = self.rest_probe.status()
         relay = self.relay.stats()
         cache = self.service.cache_stats()
@@ -159,12 +172,6 @@ class State:
             status = "down"
         else:
             status = "ok" if rest["ok"] and stream_ok and cluster_ok else "degraded"
-        # Which server runs the relay (gevent, gthread...), and whether it has room for it.
-        relay["server"] = server_model(
-            request.environ if has_request_context() else None, browsers=relay["browsers"]
-        )
-        if "warning" in relay["server"]:
-            problems.append(relay["server"]["warning"])
         return {
             "status": status,
             "problems": problems,
@@ -176,7 +183,7 @@ class State:
     def liveness(self) -> dict[str, str]:
         """The public ``/health``: ``{"status": "ok" | "degraded" | "down"}`` and nothing
         more (no version, error text or figures)."""
-        return {"status": self.health()["status"]}
+        return {"status": self._health()["status"]}
 
     def _probe_rest(self) -> dict[str, Any]:
         started = time.perf_counter()
