@@ -897,6 +897,33 @@ def test_own_messages_take_the_last_seq_so_no_stream_entry_is_skipped(hub: Relay
     assert [m["data"].get("win_amount") for m in messages if m["source"] != "relay"] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("epoch", [None, "epoch"])
+def test_a_status_change_between_connect_and_subscribe_still_reaches_the_browser(
+    hub: RelayHub, epoch: str | None
+) -> None:
+    # In cluster mode (an external epoch) the status takes the last seq: the start itself.
+    if epoch is not None:
+        hub.start_epoch(epoch, 100)
+    conn = hub.connect([BROADCAST])  # told "reconnecting" at connect
+    hub.set_upstream_status("connected")
+    conn.subscribe(ALL_THRILLPOTS)
+
+    statuses = [m["data"]["upstream"] for m in received(conn) if m["msg_name"] == "RelayStatus"]
+    assert statuses == ["reconnecting", "connected"]
+
+
+def test_a_status_that_came_back_before_the_subscription_is_not_repeated(hub: RelayHub) -> None:
+    hub.start_epoch("epoch", 100)
+    hub.set_upstream_status("connected")
+    conn = hub.connect([BROADCAST])  # told "connected"
+    hub.set_upstream_status("reconnecting")
+    hub.set_upstream_status("connected")
+    conn.subscribe(ALL_THRILLPOTS)
+
+    statuses = [m["data"]["upstream"] for m in received(conn) if m["msg_name"] == "RelayStatus"]
+    assert statuses == ["connected"]
+
+
 def test_a_backfill_completes_a_resume_the_rings_cannot_serve(hub: RelayHub) -> None:
     hub.start_epoch("epoch", 100)
     hub.publish(win(3), BROADCAST, seq=103)

@@ -39,9 +39,10 @@ class Connection(Outbox):
         :meth:`subscribe`.
     :ivar resumed: ``None`` when connected without ``since``; else whether ``since`` could be
         honoured (``False``: events were missed, the page should refresh over REST).
+    :ivar told_upstream: the upstream status its connect-time ``RelayStatus`` gave.
     """
 
-    __slots__ = ("_hub", "audiences", "resumed", "start_seq")
+    __slots__ = ("_hub", "audiences", "resumed", "start_seq", "told_upstream")
 
     def __init__(
         self, hub: _Hub, audiences: frozenset[str], *, lock: threading.Lock, limit: int
@@ -51,6 +52,7 @@ class Connection(Outbox):
         self.audiences = audiences
         self.start_seq = 0
         self.resumed: bool | None = None
+        self.told_upstream = "reconnecting"
 
     def __repr__(self) -> str:
         return (

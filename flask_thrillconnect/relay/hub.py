@@ -258,6 +258,7 @@ class RelayHub:
                     if resumed:
                         start = since
                 conn.start_seq, conn.resumed = start, resumed
+                conn.told_upstream = self._upstream
                 self._members[conn] = set()
                 text = self._connect_status.text(start, self._upstream, self.relay_id, resumed)
                 conn.enqueue(((replay.CONNECT_STATUS_KEY, text),))
@@ -312,6 +313,7 @@ class RelayHub:
                 backfill=None if before else self._backfills.pop(conn, None),
                 status_record=self._status_record,
                 upstream=self._upstream,
+                told_upstream=conn.told_upstream,
                 relay_id=self.relay_id,
             )
             if not before:

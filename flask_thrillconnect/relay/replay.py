@@ -192,6 +192,7 @@ def subscription_batch_locked(
     backfill: tuple[int, list[Record]] | None,
     status_record: Record | None,
     upstream: str,
+    told_upstream: str,
     relay_id: str,
 ) -> list[tuple[OutboxKey, str]]:
     """What a subscription change queues, in seq order (see the module docstring).
@@ -203,6 +204,7 @@ def subscription_batch_locked(
     :param backfill: on the first subscription, the ``(upto, records)`` kept for it.
     :param status_record: the hub's latest live status.
     :param upstream: the hub's upstream status; ``relay_id``: its ``relay_id``.
+    :param told_upstream: the status the connection was given when it connected.
     """
     records: list[Record] = []
     if not before:  # the first subscription
@@ -219,7 +221,10 @@ def subscription_batch_locked(
         # The rings and the backfill overlap: each entry once.
         keys = {record.key for record in records}
         records.extend(record for record in backfilled if record.key not in keys)
-        if status_record is not None and status_record.seq > start:
+        # A status newer than the start, or one that changed since the connection was told:
+        # in cluster mode a status takes the last seq, which may be the start itself.
+        changed = upstream != told_upstream
+        if status_record is not None and (status_record.seq > start or changed):
             records.append(status_record)
     for aud in auds:
         records.extend(aud.newly_covered_snapshot_locked(subscriptions, before))
