@@ -125,4 +125,5 @@ from portal_fixtures import (  # noqa: E402, F401
     make_browser,
     make_live_portal,
     portal,
+    relay_socket,
 )

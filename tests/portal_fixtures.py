@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 import requests
 from flask import Flask, abort, session
+from relay_clients import RelayClient
+from websockets.sync.client import connect
 from werkzeug.serving import make_server
 
 from flask_thrillconnect import Player, ThrillConnect
@@ -143,3 +146,28 @@ def make_browser(portal: LiveServer) -> Iterator[Callable[..., Browser]]:
     yield make
     for opened in browsers:
         opened.close()
+
+
+@pytest.fixture
+def relay_socket() -> Iterator[Callable[..., RelayClient]]:
+    """``relay_socket(server, browser=None)``: a relay WebSocket of ``server`` (with the
+    browser's cookies), closed at the end of the test."""
+    with ExitStack() as stack:
+
+        def open_socket(server: LiveServer, browser: Browser | None = None) -> RelayClient:
+            headers = {}
+            if browser is not None:
+                headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+            url = server.url.replace("http://", "ws://") + "/thrillconnect/v1/events"
+            connection = stack.enter_context(
+                connect(
+                    url,
+                    origin=server.url,
+                    additional_headers=headers,
+                    open_timeout=5,
+                    close_timeout=2,
+                )
+            )
+            return RelayClient(connection)
+
+        yield open_socket

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 #: What a page subscribes to: every ThrillConnect jackpot event.
 SUBSCRIBE_ALL = {"SubscribeRequest": {"events": [{"source": "thrillpots", "event_type": "*"}]}}
 #: Every receive waits at most this long.
@@ -66,6 +68,12 @@ class RelayClient:
             timeout,
         )
 
+    def live(self) -> RelayClient:
+        """Subscribed to every jackpot event, and told that the upstream stream is connected."""
+        self.subscribe(SUBSCRIBE_ALL)
+        self.connected()
+        return self
+
     def drain_quiet(self, quiet: float = 0.3, limit: float = 5.0) -> None:
         """Read until nothing arrives for ``quiet`` seconds (at most ``limit`` in all)."""
         deadline = time.monotonic() + limit
@@ -77,3 +85,16 @@ class RelayClient:
 
     def close(self) -> None:
         self.connection.close()
+
+    def wait_closed(self, timeout: float = 15.0) -> int | None:
+        """Read until the relay closes the socket: the close code it sent (``None``: the
+        connection dropped without a close frame)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                self.recv(timeout=left)
+            except TimeoutError:
+                break
+            except ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd is not None else None
+        raise AssertionError(f"the relay did not close the socket within {timeout} s")

@@ -13,7 +13,6 @@ import pytest
 import requests
 from portal_fixtures import LiveServer
 from relay_clients import SUBSCRIBE_ALL, RelayClient
-from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 pytest_plugins = ("redis_fixtures",)
@@ -193,19 +192,6 @@ def cluster_modes(*portals: LiveServer) -> list[str]:
     return [portal.app.extensions["thrillconnect"].relay.stats()["cluster"] for portal in portals]
 
 
-def closed_with(client: RelayClient, timeout: float = 20.0) -> int | None:
-    """Read until the relay closes the socket; the close code."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            client.recv(timeout=max(0.1, deadline - time.monotonic()))
-        except TimeoutError:
-            continue
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
-    raise AssertionError(f"the relay did not close the socket within {timeout} s")
-
-
 def get_status(portal: LiveServer, path: str) -> int:
     response = requests.get(portal.url + "/thrillconnect" + path, timeout=5)
     return response.status_code
@@ -234,7 +220,7 @@ def test_redis_stopped_then_back_the_relay_falls_back_and_rejoins_the_cluster(
     redis_server.start()  # empty: a Redis that lost its data
     wait_for(lambda: cluster_modes(a, b) == ["redis", "redis"], timeout=30)
     # The browsers of the fallback are sent to reconnect into the cluster's seq space...
-    assert closed_with(during) == 1012
+    assert during.wait_closed(timeout=20) == 1012
     wait_for(lambda: service_connections(sim) == 1, timeout=15)
     # ...where the fallback's position means nothing.
     resumed = open_relay(a, subscribe=False, since=str(fallback_seq), relay_id=fallback_relay_id)
@@ -262,7 +248,7 @@ def test_redis_restarted_empty_under_the_cluster_is_a_new_epoch_and_nothing_cras
     redis_server.start()  # at once, on the same port, with nothing in it
 
     # Every browser is sent to reconnect; its old position cannot be resumed.
-    assert [closed_with(watcher) for watcher in watchers] == [1012, 1012]
+    assert [watcher.wait_closed(timeout=20) for watcher in watchers] == [1012, 1012]
     wait_for(lambda: cluster_modes(a, b) == ["redis", "redis"], timeout=30)
     resumed = open_relay(b, subscribe=False, since=str(old_seq), relay_id=old_relay_id)
     first = resumed.recv_named("RelayStatus")

@@ -6,15 +6,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from portal_fixtures import Browser, LiveServer
-from relay_clients import SUBSCRIBE_ALL, RelayClient
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from portal_fixtures import Browser
 
 from flask_thrillconnect.log_events import RateLimit, log_event
 
@@ -39,42 +35,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
     pytest.fail(f"condition not met within {timeout} s")
 
 
-@pytest.fixture
-def relay_socket(
-    make_live_portal: Callable[..., LiveServer],
-) -> Iterator[Callable[..., RelayClient]]:
-    stack = ExitStack()
-
-    def open_socket(server: LiveServer, browser: Browser | None = None) -> RelayClient:
-        headers = {}
-        if browser is not None:
-            headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
-        url = server.url.replace("http://", "ws://") + "/thrillconnect/v1/events"
-        connection = stack.enter_context(
-            connect(
-                url, origin=server.url, additional_headers=headers, open_timeout=5, close_timeout=2
-            )
-        )
-        client = RelayClient(connection)
-        client.subscribe(SUBSCRIBE_ALL)
-        client.connected()
-        return client
-
-    with stack:
-        yield open_socket
-
-
-def closed_with(client: RelayClient, timeout: float = 10.0) -> int:
-    """Read until the relay closes the socket; the close code it sent."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            client.recv(timeout=max(0.01, deadline - time.monotonic()))
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else -1
-    pytest.fail(f"the relay did not close the socket within {timeout} s")
-
-
 def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if getattr(r, "event", None) == name]
 
@@ -95,10 +55,10 @@ def test_failures_reconnects_and_overflows_are_logged_as_events_without_secrets(
     clustered = make_live_portal(
         THRILLCONNECT_REDIS_URL=f"redis://default:{REDIS_PASSWORD}@127.0.0.1:{closed_port()}/0"
     )
-    service_client = relay_socket(service)
-    player_client = relay_socket(players, player)
+    service_client = relay_socket(service).live()
+    player_client = relay_socket(players, player).live()
     assert Browser(clustered.url).api("GET", "/v1/currencies").status_code == 200
-    relay_socket(clustered)
+    relay_socket(clustered).live()
 
     # An upstream failure (REST), logged once with its fields.
     thrillconnect_sim.faults(rest={"status": 503})
@@ -134,10 +94,10 @@ def test_failures_reconnects_and_overflows_are_logged_as_events_without_secrets(
     assert lost.getMessage().startswith(f"event=stream_lost stream={lost.stream} cause=")
 
     # A browser that reads nothing falls behind and is closed with 1013.
-    slow = relay_socket(service)
+    slow = relay_socket(service).live()
     for _ in range(6000):
         service.app.extensions["thrillconnect"].relay.hub.publish(WIN, "broadcast")
-    assert closed_with(slow) == 1013
+    assert slow.wait_closed() == 1013
     (overflow,) = wait_for(lambda: events(caplog, "relay_overflow"))
     assert (overflow.code, overflow.limit, overflow.audience) == (1013, 1000, "broadcast")
     assert overflow.getMessage().startswith(

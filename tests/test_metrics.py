@@ -11,18 +11,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from portal_fixtures import Browser, LiveServer, make_portal
+from portal_fixtures import Browser, make_portal
 from prometheus_client import REGISTRY, generate_latest
-from relay_clients import SUBSCRIBE_ALL, RelayClient
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from relay_clients import RelayClient
 
 from flask_thrillconnect import ThrillConnect, metrics
 from flask_thrillconnect.client import ThrillConnectClient
@@ -54,47 +51,6 @@ def closed_port() -> int:
 
 def ticker_path(sim: Any, role: str = "progressive") -> str:
     return f"/thrillconnect/v1/thrillpots/instances/{sim.instance_ids[role]}/ticker"
-
-
-@pytest.fixture
-def relay_socket(
-    make_live_portal: Callable[..., LiveServer],
-) -> Iterator[Callable[..., RelayClient]]:
-    """``relay_socket(server, browser=None)``: a relay WebSocket of ``server``."""
-    stack = ExitStack()
-
-    def open_socket(server: LiveServer, browser: Browser | None = None) -> RelayClient:
-        headers = {}
-        if browser is not None:
-            headers["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
-        url = server.url.replace("http://", "ws://") + "/thrillconnect/v1/events"
-        connection = stack.enter_context(
-            connect(
-                url, origin=server.url, additional_headers=headers, open_timeout=5, close_timeout=2
-            )
-        )
-        return RelayClient(connection)
-
-    with stack:
-        yield open_socket
-
-
-def closed_with(client: RelayClient, timeout: float = 10.0) -> int:
-    """Read until the relay closes the socket; the close code it sent."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            client.recv(timeout=max(0.01, deadline - time.monotonic()))
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else -1
-    pytest.fail(f"the relay did not close the socket within {timeout} s")
-
-
-def subscribed(client: RelayClient) -> RelayClient:
-    """Subscribed, and told that the upstream stream is connected."""
-    client.subscribe(SUBSCRIBE_ALL)
-    client.connected()
-    return client
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -219,7 +175,7 @@ def test_relayed_events_browsers_and_fan_out_delay(
 ):
     before = relay_figures()
     portal = make_live_portal()
-    client = subscribed(relay_socket(portal))
+    client = relay_socket(portal).live()
     wait_for(lambda: relay_figures()["connections"] == before["connections"] + 1)
     assert relay_figures()["service_connected"] == before["service_connected"] + 1
     client.drain_quiet()
@@ -256,7 +212,7 @@ def collect(client: RelayClient) -> list[dict[str, Any]]:
 def test_an_outbox_overflow_is_counted_once(make_live_portal, relay_socket):
     portal = make_live_portal()
     relay = portal.app.extensions["thrillconnect"].relay
-    client = subscribed(relay_socket(portal))
+    client = relay_socket(portal).live()
     before = relay_figures()
     win = {"msg_type": "Event", "source": "thrillpots", "msg_name": "WinEvent",
            "operator_id": "thrilltech", "brand_id": "brand1", "player_id": None,
@@ -265,7 +221,7 @@ def test_an_outbox_overflow_is_counted_once(make_live_portal, relay_socket):
     for _ in range(6000):  # the browser reads nothing meanwhile
         relay.hub.publish(win, "broadcast")
 
-    assert closed_with(client) == 1013
+    assert client.wait_closed() == 1013
     after = relay_figures()
     assert after["overflows"] - before["overflows"] == 1
     assert after["WinEvent"] - before["WinEvent"] == 6000
@@ -274,7 +230,7 @@ def test_an_outbox_overflow_is_counted_once(make_live_portal, relay_socket):
 def test_upstream_stream_state_and_reconnects(make_live_portal, relay_socket, thrillconnect_sim):
     before = relay_figures()
     portal = make_live_portal()
-    client = subscribed(relay_socket(portal))
+    client = relay_socket(portal).live()
     assert relay_figures()["service_connected"] == before["service_connected"] + 1
 
     thrillconnect_sim.faults(ws="refuse")
@@ -296,7 +252,7 @@ def test_no_label_names_a_player_or_an_instance(make_live_portal, relay_socket, 
     """Player streams are labelled ``player``, never with the player's id."""
     portal = make_live_portal(THRILLCONNECT_SERVICE_TOKEN=None)
     browser = Browser(portal.url).login("player_00001")
-    subscribed(relay_socket(portal, browser))
+    relay_socket(portal, browser).live()
     browser.api("GET", ticker_path(thrillconnect_sim).removeprefix("/thrillconnect"))
 
     exposition = generate_latest().decode()

@@ -17,7 +17,7 @@ import pytest
 import requests
 from gunicorn_fixtures import WORKER_CLASSES, GunicornPortal, gunicorn_portal
 from relay_clients import RECV_TIMEOUT, SUBSCRIBE_ALL, RelayClient
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
@@ -80,20 +80,6 @@ def subscribed(relay_connect: Any, sim: Simulator, **query: str) -> RelayClient:
         client.drain_quiet()
         return client
     pytest.fail("no JackpotUpdate reached the relay socket")
-
-
-def closed_with(client: RelayClient, timeout: float = 15.0) -> int:
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            client.recv(timeout=max(0.01, deadline - time.monotonic()))
-    except ConnectionClosed as closed:
-        received = closed.rcvd
-    else:
-        pytest.fail(f"the relay did not close the socket within {timeout} s")
-    if received is None:
-        pytest.fail("the connection dropped without a close frame")
-    return received.code
 
 
 class RawBrowser:
@@ -196,7 +182,7 @@ def test_an_oversized_message_closes_with_1009(relay_connect: Any) -> None:
 
     client.send("x" * 5000)
 
-    assert closed_with(client) == 1009
+    assert client.wait_closed() == 1009
 
 
 def test_a_flood_past_the_rate_limit_is_closed_with_1008(relay_connect: Any) -> None:
@@ -206,7 +192,7 @@ def test_a_flood_past_the_rate_limit_is_closed_with_1008(relay_connect: Any) -> 
     for _ in range(100):
         client.send(SUBSCRIBE_ALL)
 
-    assert closed_with(client) == 1008
+    assert client.wait_closed() == 1008
 
 
 def test_a_stalled_browser_holds_up_only_itself_and_overflows_with_1013(
@@ -250,7 +236,7 @@ def test_gunicorn_stopping_closes_browsers_with_1001(
 
         portal.master.send_signal(signal.SIGTERM)
 
-        assert closed_with(client, timeout=15) == 1001
+        assert client.wait_closed(timeout=15) == 1001
 
 
 def test_the_proxy_serves_and_caches_under_the_worker(
