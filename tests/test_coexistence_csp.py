@@ -3,7 +3,8 @@
 ``assets(nonce=csp_nonce)`` with Talisman's ``csp_nonce`` (a bound method, passed uncalled as
 operators write it) used to render ``nonce="<bound method …>"``, so Chromium refused the script.
 Real Flask-Talisman, a real portal on 127.0.0.1, Chromium collecting every
-``securitypolicyviolation`` event and console error.
+``securitypolicyviolation`` event and console error. The policy is the example portal's,
+the one ``docs/security.rst`` recommends.
 """
 
 from __future__ import annotations
@@ -18,26 +19,13 @@ from flask_talisman import Talisman
 from playwright.sync_api import expect
 from portal_fixtures import LiveServer
 
+from example_portal.csp import NONCE_IN, POLICY
 from flask_thrillconnect import Player, ThrillConnect
 
 if TYPE_CHECKING:
     from browser_fixtures import ExamplePortal, Tab
 
 pytest_plugins = ("browser_fixtures",)
-
-#: The policy docs/security.rst recommends (Talisman appends the nonce to script-src and
-#: style-src); connect-src 'self' covers the relay's ws:/wss: to the page's own host (CSP 3).
-POLICY = {
-    "default-src": "'self'",
-    "script-src": "'strict-dynamic'",
-    "style-src": "'self'",
-    "connect-src": "'self'",
-    "img-src": "'self'",
-    "object-src": "'none'",
-    "base-uri": "'none'",
-    "form-action": "'self'",
-    "frame-ancestors": "'none'",
-}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><title>CSP</title>
@@ -76,7 +64,7 @@ def talisman_portal(sim: Any) -> Flask:
         force_https=False,
         session_cookie_secure=False,
         content_security_policy=POLICY,
-        content_security_policy_nonce_in=["script-src", "style-src"],
+        content_security_policy_nonce_in=NONCE_IN,
     )
 
     @tc.player_loader
