@@ -3,6 +3,7 @@ browser) and ``gevent`` (monkey-patched, a greenlet per browser). Real sockets t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -17,7 +18,7 @@ import pytest
 import requests
 from gunicorn_fixtures import WORKER_CLASSES, GunicornPortal, gunicorn_portal
 from relay_clients import RECV_TIMEOUT, SUBSCRIBE_ALL, RelayClient
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
@@ -189,8 +190,10 @@ def test_a_flood_past_the_rate_limit_is_closed_with_1008(relay_connect: Any) -> 
     client = relay_connect()
     client.status()
 
-    for _ in range(100):
-        client.send(SUBSCRIBE_ALL)
+    # A burst of 20 is taken; 50 refused in a row is a flood, closed perhaps mid-burst.
+    with contextlib.suppress(ConnectionClosed):
+        for _ in range(100):
+            client.send(SUBSCRIBE_ALL)
 
     assert client.wait_closed() == 1008
 
