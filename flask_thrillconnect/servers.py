@@ -1,11 +1,14 @@
 """Which server runs the relay in this process, and the hook gunicorn needs for it.
 
-Under Werkzeug's dev server and gunicorn's ``gthread`` worker each browser holds an OS thread,
-so a worker needs a thread per open browser; under gunicorn's ``gevent`` worker (a
-monkey-patched standard library) each browser holds greenlets instead. :func:`server_model`
-says which of these serves a request (for ``/health/detail``, with a warning when ``gthread``
-runs short of threads); :func:`close_relays_on_stop` is the ``post_worker_init`` hook that
-makes a stopping worker close its browsers with 1001 instead of dropping them.
+The relay serves every browser socket from one thread of its own. Under gunicorn's ``gevent``
+worker (a monkey-patched standard library) a browser's request then ends at once: the worker
+just closes its socket, and the relay keeps a duplicate (:func:`request_may_end_first`). Under
+Werkzeug's dev server and gunicorn's ``gthread`` worker, which shut the connection down as a
+request ends, the request's thread waits for the browser's end instead, so a worker needs a
+thread per open browser. :func:`server_model` says which of these serves a request (for
+``/health/detail``, with a warning when ``gthread`` runs short of threads);
+:func:`close_relays_on_stop` is the ``post_worker_init`` hook that makes a stopping worker close
+its browsers with 1001 instead of dropping them.
 """
 
 from __future__ import annotations
@@ -15,14 +18,24 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["close_relays_on_stop", "server_model"]
+__all__ = ["close_relays_on_stop", "request_may_end_first", "server_model"]
+
+
+def request_may_end_first(environ: MutableMapping[str, Any]) -> bool:
+    """Whether a WebSocket's request may end while the relay keeps its connection open.
+
+    True under gunicorn's ``gevent`` worker, which only closes its socket as the request ends
+    (the relay holds a duplicate). Werkzeug and gunicorn's ``gthread`` worker shut the
+    connection down (a FIN), so there the request lasts as long as the WebSocket.
+    """
+    return "gunicorn.socket" in environ and _monkey_patched()
 
 
 def server_model(environ: MutableMapping[str, Any] | None, browsers: int = 0) -> dict[str, Any]:
     """Which server runs this process, for ``/health/detail``; with ``browsers`` open.
 
     ``worker`` is ``gevent`` (gunicorn's gevent worker, or any server on a monkey-patched
-    standard library: evented, a greenlet per browser), ``gthread`` (gunicorn's threaded
+    standard library: evented, no greenlet held per browser), ``gthread`` (gunicorn's threaded
     worker: an OS thread per browser), ``werkzeug`` (the dev server: a thread per browser) or
     ``other``. Under ``gthread`` it also has ``threads`` (gunicorn's ``--threads``, read from
     the worker object at the bottom of the main thread's stack; ``None`` when not found) and,
@@ -85,11 +98,13 @@ def close_relays_on_stop(worker: Any) -> None:
     """Close every relay's browsers (1001) as soon as gunicorn tells ``worker`` to stop.
 
     For gunicorn's ``post_worker_init`` hook. On SIGTERM a worker stops accepting and then
-    waits, up to ``--graceful-timeout``, for its open connections to end: relay sockets never
-    end by themselves, and the master kills the worker when that time is up, so browsers would
-    see the TCP connection drop instead of a close frame. This replaces the worker's SIGTERM
-    handler with one that does what gunicorn's does (``worker.alive = False``) and closes the
-    relays in a thread of their own (a greenlet under gevent)::
+    waits, up to ``--graceful-timeout``, for its open requests to end: a relay socket never
+    ends by itself, so the master kills the worker when that time is up, and under the
+    ``gevent`` worker (where a browser's request has ended already) the worker leaves at once.
+    Either way browsers would see the TCP connection drop instead of a close frame. This
+    replaces the worker's SIGTERM handler with one that closes the relays in a thread of their
+    own (a greenlet under gevent), bounded, and then does what gunicorn's does
+    (``worker.alive = False``)::
 
         # gunicorn.conf.py
         def post_worker_init(worker):
@@ -100,8 +115,13 @@ def close_relays_on_stop(worker: Any) -> None:
 
     from .state import shutdown
 
+    def close_then_stop() -> None:
+        try:
+            shutdown()
+        finally:
+            worker.alive = False
+
     def stop(signum: int, frame: Any) -> None:
-        worker.alive = False
-        threading.Thread(target=shutdown, name="thrillconnect-shutdown", daemon=True).start()
+        threading.Thread(target=close_then_stop, name="thrillconnect-shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)

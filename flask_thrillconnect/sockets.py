@@ -1,71 +1,43 @@
-"""The one module that knows which WebSocket server the relay runs on: flask-sock's
-simple-websocket (under Werkzeug, gunicorn's ``gthread`` and the like).
+"""The one module that knows the WebSocket libraries under the relay: simple-websocket (flask-sock's
+engine) for the upgrade, wsproto for the frames a browser sends.
 
-The relay needs little from a browser's WebSocket, and :class:`BrowserSocket` offers exactly
-that: wait for input or a wake-up, receive without blocking, the raw socket (the relay's writer
-thread sends frames on it itself), close with a code, release the TCP connection, is-open.
-Running the relay on another server or WebSocket engine means another class with these
-methods, here; nothing else in the package touches simple-websocket or wsproto.
+The relay reads and writes every browser socket from one thread of its own (see
+:mod:`~flask_thrillconnect.relay.writer`), so no browser holds a thread or a greenlet just to
+read: :func:`accept` completes the upgrade with simple-websocket's handshake but tells the
+library not to start the reader it would start per socket (flask-sock's ``@sock.route`` always
+starts one, which is why the relay's route upgrades here). :class:`BrowserSocket` then turns the
+bytes the relay's thread reads into messages, answers pings and makes close frames.
 
-Writes. simple-websocket's reader thread writes on its own: pong and close replies, the 1009
-close of an oversized message. It does so without a lock and on a blocking socket, so such a
-frame could land in the middle of one the relay's writer has half sent, and a browser that
-stops reading could block the thread for good. :class:`BrowserSocket` therefore puts itself in
-the library's way: while the writer owns the socket (:meth:`BrowserSocket.hand_writes_to`),
-those frames are handed to it and go out whole, between its own frames; otherwise they are
-written under one lock with a deadline.
+The socket is non-blocking from the upgrade on, so ``send`` and ``recv`` never wait whatever
+the server model: under gunicorn's ``gevent`` worker (a monkey-patched standard library) a
+gevent socket with no timeout would park the caller until the socket is ready, even when asked
+not to (``MSG_DONTWAIT``).
 
-Servers. Under Werkzeug's dev server and gunicorn's ``gthread`` worker each browser holds an OS
-thread; under gunicorn's ``gevent`` worker (which monkey-patches the standard library first)
-threads, locks, events, ``select`` and sockets are gevent's, and each browser holds two
-greenlets. The relay's code is the same under both; the one difference that matters is here:
-gevent's socket ``send`` *waits* for a full socket to drain even when asked not to
-(``MSG_DONTWAIT``), so :func:`nonblocking_send` calls it with a zero timeout instead.
-Which of them serves a request is :mod:`flask_thrillconnect.servers`' concern.
+When the server lets go of a request's socket by just closing it (gunicorn's ``gevent`` worker,
+:func:`~flask_thrillconnect.servers.request_may_end_first`), :func:`accept` takes a duplicate of
+the connection and the request ends at once: a browser then costs its state and no greenlet.
+Elsewhere the request's thread waits until the relay is done with the browser (the server would
+otherwise end the TCP connection).
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
-import threading
-import time
 from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from simple_websocket import ConnectionClosed
-from wsproto.connection import ConnectionState
+from flask import Response
+from simple_websocket import Server
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
-__all__ = ["BrowserSocket", "decline_compression", "nonblocking_send"]
+__all__ = ["BrowserSocket", "Received", "accept", "decline_compression", "upgraded_response"]
 
-#: What closing a socket may raise once the other side has gone or started closing.
-_CLOSE_FAILURES = (ConnectionClosed, LocalProtocolError, OSError)
-
-
-def nonblocking_send(sock: socket.socket) -> Callable[[bytes | memoryview], int]:
-    """A ``send`` on ``sock`` that never waits: the bytes the kernel took (maybe 0 when the
-    socket is full: it raises :class:`BlockingIOError` then), whatever the server model.
-
-    ``sock`` stays blocking for the WebSocket library's reader. A standard socket takes
-    ``MSG_DONTWAIT``; a gevent socket (``gevent`` worker, monkey-patched) ignores the flag's
-    intent and parks the calling greenlet until the socket drains, unless its own timeout
-    argument is zero.
-    """
-    if type(sock).__module__.startswith("gevent"):
-        gevent_send: Any = sock.send
-
-        def send_gevent(data: bytes | memoryview) -> int:
-            sent: int = gevent_send(data, socket.MSG_DONTWAIT, 0.0)
-            return sent
-
-        return send_gevent
-
-    def send(data: bytes | memoryview) -> int:
-        return sock.send(data, socket.MSG_DONTWAIT)
-
-    return send
+#: Bytes read from a browser per readiness: more than any request the relay takes.
+RECEIVE_BYTES = 65536
 
 
 def decline_compression(environ: MutableMapping[str, Any]) -> None:
@@ -78,169 +50,186 @@ def decline_compression(environ: MutableMapping[str, Any]) -> None:
     environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
-class BrowserSocket:
-    """One accepted browser WebSocket, with the operations the relay needs.
+def accept(
+    environ: MutableMapping[str, Any], *, max_message_size: int, own_connection: bool
+) -> BrowserSocket:
+    """Complete the WebSocket upgrade of this request, with nobody reading the socket yet.
 
-    :param ws: the connection flask-sock hands to a ``@sock.route`` view (a
-        ``simple_websocket.Server``).
-    :param max_message_size: bytes; a larger message from the browser closes the socket with
-        1009 (the library does it).
-    :param write_timeout: the longest a write made outside the relay's writer (a close frame,
-        a control reply) may wait for a browser that does not read.
+    :param max_message_size: bytes; a larger message from the browser is reported by
+        :meth:`BrowserSocket.receive` (the relay closes with 1009).
+    :param own_connection: take a duplicate of the connection, so that the server may close its
+        socket as the request ends (see :func:`~flask_thrillconnect.servers.request_may_end_first`).
+    """
+    upgraded = Server(environ, thread_class=_NoReader, event_class=_NoEvent)
+    raw: socket.socket = upgraded.sock
+    if own_connection:
+        raw = raw.dup()
+    raw.setblocking(False)
+    # The frames' state alone: the HTTP handshake's (and simple-websocket's) are done with.
+    protocol = upgraded.ws.connection
+    if protocol is None:  # pragma: no cover - Server raises when the handshake failed
+        raise ConnectionError("the WebSocket handshake did not complete")
+    return BrowserSocket(
+        raw, protocol, max_message_size=max_message_size, owns_connection=own_connection
+    )
+
+
+def upgraded_response(environ: MutableMapping[str, Any]) -> Response:
+    """What the view of an upgraded request returns, as flask-sock does per server: gunicorn
+    is told the connection is done with; Werkzeug writes an ordinary response, which goes to a
+    connection that has ended already."""
+    if "gunicorn.socket" in environ:
+        return _EndOfConnection()
+    return Response()
+
+
+class _EndOfConnection(Response):
+    """gunicorn's way out of a request whose connection is taken: it then closes its socket."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        raise StopIteration
+
+
+@dataclass
+class Received:
+    """What :meth:`BrowserSocket.receive` read."""
+
+    #: Whole messages, oldest first.
+    messages: list[str | bytes] = field(default_factory=list)
+    #: Frames to send back (pongs), whole.
+    replies: bytes = b""
+    #: The browser sent a message over the size limit (what followed it is dropped).
+    too_big: bool = False
+    #: The browser sent a close frame, with this code; or the frames broke the protocol (1002,
+    #: 1007), to be answered with that code.
+    close_code: int | None = None
+    #: The connection is gone (closed by the browser, reset, or the close handshake is over).
+    ended: bool = False
+
+
+class BrowserSocket:
+    """One upgraded browser WebSocket, read and written by the relay's socket thread.
+
+    :ivar raw_socket: the connected socket, non-blocking.
+    :ivar owns_connection: whether the server has let go of the connection (it is this
+        object's to end).
     """
 
-    def __init__(self, ws: Any, *, max_message_size: int | None, write_timeout: float) -> None:
-        self._ws = ws
-        self._raw: socket.socket = ws.sock
-        #: Sends without ever waiting (see :func:`nonblocking_send`): the relay's writer's.
-        self.send_nowait = nonblocking_send(self._raw)
-        self._write_timeout = write_timeout
-        # Writes made outside the writer: the library's replies and our close frame.
-        self._write_lock = threading.Lock()
-        self._hand_to: Callable[[bytes], bool] | None = None
-        # Who closes the raw socket: the library's reader at its end, or release().
-        self._close_lock = threading.Lock()
-        self._reader_done = False
-        self._released = False
-        ws.max_message_size = max_message_size
-        # From now on the library reads and writes through us (it looks ws.sock up each time).
-        ws.sock = _LibrarySocket(self._raw, write=self._library_write, close=self._library_close)
-
-    # -- reading and waiting ----------------------------------------------------------------
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the WebSocket is open in both directions (no close sent or received)."""
-        # The library wakes us when it starts closing (a message too big, say) but marks
-        # itself disconnected only afterwards; the protocol state already says so.
-        return bool(self._ws.connected) and self._ws.ws.state is ConnectionState.OPEN
-
-    def wait(self, timeout: float) -> None:
-        """Sleep until the browser sent something, :meth:`wake` was called, the socket started
-        closing, or ``timeout`` seconds passed; look at every source of work afterwards."""
-        event = self._ws.event
-        event.wait(timeout)
-        # Cleared after waking, before the caller looks: news arriving now sets it again.
-        event.clear()
-
-    def wake(self) -> None:
-        """End a :meth:`wait` now; callable from any thread."""
-        self._ws.event.set()
-
-    def receive_nowait(self) -> str | bytes | None:
-        """The next message the browser sent, or ``None`` when none is waiting (or closed)."""
-        ws = self._ws
-        # A look first: receive() on an empty buffer would swallow a wake() meant for wait().
-        if not ws.input_buffer:
-            return None
-        try:
-            message: str | bytes | None = ws.receive(timeout=0)
-        except ConnectionClosed:
-            return None
-        return message
-
-    # -- writing ----------------------------------------------------------------------------
-
-    @property
-    def raw_socket(self) -> socket.socket:
-        """The connected socket, for a writer that sends whole frames with ``MSG_DONTWAIT``;
-        it stays blocking (the library's reader relies on that)."""
-        return self._raw
-
-    def hand_writes_to(self, send: Callable[[bytes], bool] | None) -> None:
-        """Route the frames the library writes on its own to ``send`` while a writer owns
-        the raw socket; ``send`` answers ``False`` when it no longer does (they are then
-        written here). ``None`` ends the routing."""
-        self._hand_to = send
-
-    def write(self, data: bytes) -> bool:
-        """Write bytes that end on a frame boundary, within ``write_timeout``; for when no
-        writer owns the socket. Whether they all went out."""
-        try:
-            self._write_direct(data)
-        except OSError:
-            return False
-        return True
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame with ``code`` (best effort: the browser may be gone already)."""
-        with contextlib.suppress(*_CLOSE_FAILURES):
-            self._ws.close(reason=code, message=reason)
-
-    def release(self, timeout: float) -> None:
-        """End the TCP connection once the close handshake is done (or has had ``timeout``).
-
-        The server keeps its own reference to the socket and would otherwise hold the
-        connection open after the handshake, leaving the browser waiting for the end.
-        """
-        self._ws.thread.join(timeout=timeout)
-        with contextlib.suppress(OSError):  # already gone
-            self._raw.shutdown(socket.SHUT_RDWR)
-        with self._close_lock:
-            self._released = True
-            close_now = self._reader_done
-        if close_now:
-            self._raw.close()
-
-    # -- the library's side -----------------------------------------------------------------
-
-    def _library_write(self, data: bytes) -> None:
-        send = self._hand_to
-        if send is not None and send(bytes(data)):
-            return
-        self._write_direct(data)
-
-    def _library_close(self) -> None:
-        # The reader closes the socket as it ends; the writer may still hold frames for it.
-        with self._close_lock:
-            self._reader_done = True
-            close_now = self._released
-        if close_now:
-            self._raw.close()
-
-    def _write_direct(self, data: bytes) -> None:
-        """All of ``data``, non-blocking sends under the lock, bounded by ``write_timeout``."""
-        view = memoryview(data)
-        deadline = time.monotonic() + self._write_timeout
-        with self._write_lock:
-            poller: select.poll | None = None
-            while view:
-                try:
-                    sent = self.send_nowait(view)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                view = view[sent:]
-                if not view:
-                    return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("the browser does not read")
-                if poller is None:
-                    poller = select.poll()
-                    poller.register(self._raw, select.POLLOUT)
-                poller.poll(remaining * 1000)
-
-
-class _LibrarySocket:
-    """The socket as simple-websocket sees it once wrapped: reads go straight to the real
-    socket; writes and the close go to :class:`BrowserSocket`."""
-
     def __init__(
-        self, raw: socket.socket, *, write: Callable[[bytes], None], close: Callable[[], None]
+        self,
+        raw: socket.socket,
+        protocol: Connection,
+        *,
+        max_message_size: int,
+        owns_connection: bool,
     ) -> None:
-        self._raw = raw
-        self._write = write
-        self.close = close
-        # The reader's hot path: the real socket's own bound methods, no indirection.
-        self.recv = raw.recv
-        self.fileno = raw.fileno
+        self.raw_socket = raw
+        self.owns_connection = owns_connection
+        #: Sends without waiting: the bytes the kernel took; raises BlockingIOError when full.
+        self.send_nowait: Callable[[bytes | memoryview], int] = raw.send
+        self._protocol = protocol
+        self._max_message_size = max_message_size
+        self._partial: list[str | bytes] = []
+        self._partial_size = 0
+        self._skipping = False  # the rest of a message over the limit
 
-    def send(self, data: bytes) -> int:
-        self._write(data)
-        return len(data)
+    @property
+    def closed(self) -> bool:
+        """Whether the close handshake is over (both close frames went)."""
+        return self._protocol.state is ConnectionState.CLOSED
 
-    def sendall(self, data: bytes) -> None:
-        self._write(data)
+    def receive(self) -> Received:
+        """Read what the browser sent, without waiting; never raises."""
+        received = Received()
+        try:
+            data: bytes | None = self.raw_socket.recv(RECEIVE_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return received
+        except OSError:
+            received.ended = True
+            return received
+        if not data:
+            data = None  # the browser closed the TCP connection
+            received.ended = True
+        try:
+            self._protocol.receive_data(data)
+        except LocalProtocolError:  # data after the close handshake
+            received.ended = True
+            return received
+        replies = []
+        for event in self._protocol.events():
+            if isinstance(event, TextMessage):
+                self._take_part(event.data, event.message_finished, received)
+            elif isinstance(event, BytesMessage):
+                self._take_part(bytes(event.data), event.message_finished, received)
+            elif isinstance(event, Ping):
+                with contextlib.suppress(LocalProtocolError):  # closing meanwhile
+                    replies.append(self._protocol.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                received.close_code = event.code
+        received.replies = b"".join(replies)
+        received.ended = received.ended or self.closed
+        return received
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+    def close_frame(self, code: int, reason: str = "") -> bytes:
+        """The close frame to send: ours with ``code``, or the answer to the browser's;
+        ``b""`` when one went already."""
+        try:
+            return self._protocol.send(CloseConnection(code=code, reason=reason))
+        except LocalProtocolError:
+            return b""
+
+    def end(self) -> None:
+        """End the TCP connection (both directions); the socket is closed when it is ours."""
+        with contextlib.suppress(OSError):  # already gone
+            self.raw_socket.shutdown(socket.SHUT_RDWR)
+        if self.owns_connection:
+            self.raw_socket.close()
+
+    def _take_part(self, data: str | bytes, finished: bool, received: Received) -> None:
+        """One piece of a message; whole ones go to ``received``, oversized ones are dropped."""
+        if not self._skipping:
+            self._partial_size += len(data)
+            if self._partial_size > self._max_message_size:
+                received.too_big = True
+                self._skipping = True
+                self._partial.clear()
+            else:
+                self._partial.append(data)
+        if not finished:
+            return
+        if not self._skipping:
+            first = self._partial[0] if self._partial else ""
+            message = first[:0].join(self._partial)  # type: ignore[arg-type]
+            received.messages.append(message)
+        self._partial.clear()
+        self._partial_size = 0
+        self._skipping = False
+
+
+class _NoReader:
+    """simple-websocket's ``thread_class`` for a socket the relay reads itself: never runs."""
+
+    name = "thrillconnect-no-reader"
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        del target
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+class _NoEvent:
+    """simple-websocket's ``event_class`` when nobody waits on its ``receive``."""
+
+    def set(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True

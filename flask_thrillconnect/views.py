@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
-from flask_sock import Sock
 from marshmallow import ValidationError
 from werkzeug.exceptions import (
     BadRequest,
@@ -28,7 +27,7 @@ from .optin import send_opt_in
 from .relay.endpoint import serve_browser
 from .responses import cached_json, error_response, json_response
 from .security import CSRF_HEADER, check_csrf_token, check_origin, refuse_flask_wtf_token
-from .sockets import decline_compression
+from .sockets import decline_compression, upgraded_response
 from .state import current_state
 
 bp = Blueprint(
@@ -228,7 +227,6 @@ def cors_remove() -> Response:
 
 # -- the relay WebSocket --------------------------------------------------------------------
 
-sock = Sock()
 _RELAY_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_RELAY_ID_LENGTH}}}")
 # Per-request values live in the request's environ, which dies with the request.
 _RESUME_KEY = "flask_thrillconnect.resume"
@@ -257,18 +255,21 @@ def _guard_events_handshake() -> None:
     decline_compression(request.environ)
 
 
-@sock.route("/v1/events", bp=bp, provide_automatic_options=False)  # type: ignore[untyped-decorator]
-def events(ws: object) -> None:
+# Not flask-sock's ``@sock.route``: it starts a reader thread per socket, and the relay reads
+# every socket from one thread of its own (see flask_thrillconnect.sockets).
+@bp.route("/v1/events", websocket=True, provide_automatic_options=False)
+def events() -> Response:
     current = current_state()
     since, relay_id = request.environ[_RESUME_KEY]
     serve_browser(
-        ws,
+        request.environ,
         current.relay,
         current.load_player(),
         since=since,
         relay_id=relay_id,
         optin_timeout=current.settings.optin_timeout,
     )
+    return upgraded_response(request.environ)
 
 
 # -- operations -------------------------------------------------------------------------------

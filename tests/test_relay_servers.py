@@ -1,5 +1,6 @@
-"""The relay under real gunicorn, with each worker class it supports: ``gthread`` (a thread per
-browser) and ``gevent`` (monkey-patched, a greenlet per browser). Real sockets throughout."""
+"""The relay under real gunicorn, with each worker class it supports: ``gthread`` (a request
+thread waits for each browser's end) and ``gevent`` (monkey-patched; a browser's request ends at
+once, the relay keeps the connection). Real sockets throughout."""
 
 from __future__ import annotations
 
@@ -116,6 +117,9 @@ class RawBrowser:
             self.ws.receive_data(data)
         pytest.fail(f"nothing matching within {timeout} s")
 
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -186,6 +190,30 @@ def test_an_oversized_message_closes_with_1009(relay_connect: Any) -> None:
     assert client.wait_closed() == 1009
 
 
+def test_a_frame_that_breaks_the_protocol_is_closed_with_1002(portal: GunicornPortal) -> None:
+    browser = RawBrowser(portal)
+    try:
+        # Frames from a browser must be masked (RFC 6455, 5.1): this one is not.
+        browser.send_raw(b"\x81\x02hi")
+
+        close = browser.wait_for(lambda e: isinstance(e, CloseConnection))
+        assert close.code == 1002
+        assert requests.get(portal.url + "/thrillconnect/health", timeout=5).ok
+    finally:
+        browser.close()
+
+
+def test_the_close_a_browser_starts_is_answered_with_its_code(relay_connect: Any) -> None:
+    client = relay_connect()
+    client.status()
+
+    client.connection.close(code=4000, reason="leaving")
+
+    answer = client.connection.protocol.close_rcvd
+    assert answer is not None
+    assert answer.code == 4000
+
+
 def test_a_flood_past_the_rate_limit_is_closed_with_1008(relay_connect: Any) -> None:
     client = relay_connect()
     client.status()
@@ -221,6 +249,36 @@ def test_a_stalled_browser_holds_up_only_itself_and_overflows_with_1013(
         assert close.code == 1013
     finally:
         stalled.close()
+
+
+def test_under_gevent_open_browsers_hold_no_worker_connection(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A browser's request ends once it is upgraded: four times the worker's connection slots
+    stay open, are served, and ordinary requests still get through."""
+    slots = 10
+    with ExitStack() as stack:
+        portal = stack.enter_context(
+            gunicorn_portal(
+                "gevent",
+                portal_env(sim),
+                tmp_dir=tmp_path,
+                extra_args=["--worker-connections", str(slots)],
+            )
+        )
+        clients = []
+        for _ in range(4 * slots):
+            connection = connect(portal.ws_url, origin=portal.url, open_timeout=5)  # type: ignore[arg-type]
+            clients.append(RelayClient(stack.enter_context(connection)))
+        for client in clients:
+            client.subscribe()
+            client.connected()
+        sim.tick()
+
+        for client in clients:
+            client.recv_named("JackpotUpdate")
+        assert portal.health()["relay"]["browsers"] == 4 * slots
+        assert requests.get(portal.url + "/thrillconnect/health", timeout=5).ok
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

@@ -1,28 +1,33 @@
 """One browser's WebSocket: its requests, their limits, and its close.
 
-The relay's writer thread sends the browser everything it receives (see
-:mod:`~flask_thrillconnect.relay.writer`). The thread flask-sock hands the socket to is
-left with the rest: it sleeps until the browser sends something or the writer lets go of
-the socket, handles the browser's requests, and sends the close frame once the writer has
-finished. It reaches the socket only through :class:`~flask_thrillconnect.sockets.BrowserSocket`.
+The relay's socket thread (:mod:`~flask_thrillconnect.relay.writer`) sends the browser everything
+it receives and calls back here when the browser sent something, when the browser's last frames
+before a close went out, and when a close deadline passed. A :class:`_Browser` answers: it
+handles the browser's requests, sends the close frame, and ends the connection. Nothing of it
+waits, so no browser holds a thread; where the server needs the request to last as long as the
+connection, the request's thread just waits for the end. It reaches the socket only through
+:class:`~flask_thrillconnect.sockets.BrowserSocket`.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import models
+from .. import models, sockets
 from ..errors import InvalidRequest
 from ..player import Player
-from ..sockets import BrowserSocket
+from ..servers import request_may_end_first
 from .hub import Connection
 from .protocol import (
     CLOSE_GOING_AWAY,
-    CLOSE_GRACE,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TIMEOUT,
     MAX_BROWSER_MESSAGE_BYTES,
@@ -39,8 +44,9 @@ __all__ = ["serve_browser"]
 
 logger = logging.getLogger("flask_thrillconnect.relay.endpoint")
 
-#: How often a browser's thread looks up when nothing woke it (close deadlines).
-IDLE_WAKE = 5.0
+#: How often a request thread waiting for its browser's end looks up (a bound, not a poll:
+#: the end wakes it).
+_WAIT_STEP = 5.0
 
 
 @dataclass
@@ -63,7 +69,7 @@ class _TokenBucket:
 
 
 def serve_browser(
-    ws: Any,
+    environ: MutableMapping[str, Any],
     relay: Relay,
     player: Player | None,
     *,
@@ -71,82 +77,121 @@ def serve_browser(
     relay_id: str | None,
     optin_timeout: float,
 ) -> None:
-    """Serve one browser until either side closes; bounded waits throughout.
+    """Upgrade this request and hand the browser to the relay; bounded waits throughout.
 
-    :param ws: the WebSocket flask-sock hands to the view (or a :class:`BrowserSocket`
-        already made of it).
+    Returns at once where the server lets the connection outlive the request (gunicorn's
+    ``gevent`` worker); elsewhere when the relay is done with the browser.
     """
-    sock = ws if isinstance(ws, BrowserSocket) else _browser_socket(ws)
-    try:
-        _serve(sock, relay, player, since, relay_id, optin_timeout)
-    except BaseException:
-        # The server ends this thread or greenlet: gunicorn's gevent worker kills what still
-        # runs at the end of --graceful-timeout (GreenletExit). The browser hears why.
-        sock.close(CLOSE_GOING_AWAY, close_reason(CLOSE_GOING_AWAY))
-        raise
-    finally:
-        sock.release(CLOSE_TIMEOUT)
-
-
-def _browser_socket(ws: Any) -> BrowserSocket:
-    """The relay's view of the WebSocket flask-sock hands a view, with the relay's limits."""
-    return BrowserSocket(
-        ws, max_message_size=MAX_BROWSER_MESSAGE_BYTES, write_timeout=CLOSE_TIMEOUT
+    own_connection = request_may_end_first(environ)
+    sock = sockets.accept(
+        environ, max_message_size=MAX_BROWSER_MESSAGE_BYTES, own_connection=own_connection
     )
-
-
-def _serve(
-    sock: BrowserSocket,
-    relay: Relay,
-    player: Player | None,
-    since: int | None,
-    relay_id: str | None,
-    optin_timeout: float,
-) -> None:
-    connection = relay.connect(player, since=since, relay_id=relay_id)
-    # Before the writer starts: from its first frame on, the library's own go through it.
-    sock.hand_writes_to(functools.partial(relay.writer.send_frame, connection))
-    try:
-        peer = relay.writer.attach(
-            sock.raw_socket, connection, on_release=sock.wake, send=sock.send_nowait
-        )
-    except RuntimeError:  # the relay is shutting down
-        sock.hand_writes_to(None)
-        relay.disconnect(connection)
-        sock.close(CLOSE_GOING_AWAY, close_reason(CLOSE_GOING_AWAY))
+    browser = _Browser(sock, relay, player, optin_timeout)
+    browser.start(since, relay_id)
+    if own_connection:
         return
-    requests = _BrowserRequests(sock, relay, player, connection, optin_timeout, peer)
-    close_requested_at: float | None = None
-    gave_up = False
     try:
-        while sock.is_open:
-            sock.wait(IDLE_WAKE)
-            if connection.close_code is None:
-                requests.handle_waiting()  # may ask for a close (a flood)
-            else:
-                requests.discard_waiting()  # answers would only delay the close
-            code = connection.close_code
-            if code is None:
-                continue
-            if peer.released.is_set():  # the writer sent all it had: the close is ours
-                sock.close(code, close_reason(code))
-                break
-            # The writer is still flushing to a browser that may never read: bounded.
-            close_requested_at = close_requested_at or time.monotonic()
-            if time.monotonic() - close_requested_at > CLOSE_GRACE:
-                gave_up = True
-                break
-    except OSError:
-        pass  # the browser went away; nothing to tell it
-    except Exception:
-        logger.exception("relay connection failed")
-    finally:
-        leftover = relay.writer.detach(peer)
-        sock.hand_writes_to(None)
-        relay.disconnect(connection)
-        if leftover and not gave_up:
-            # Frames the writer had not sent yet: a close reply of the library's, say.
-            sock.write(leftover)
+        while not browser.ended.wait(_WAIT_STEP):
+            pass
+    except BaseException:
+        # The server ends this thread: the browser hears why, from the relay's thread.
+        relay.hub.close_connection(browser.connection, CLOSE_GOING_AWAY)
+        browser.ended.wait(CLOSE_TIMEOUT)
+        raise
+
+
+class _Browser:
+    """One browser from its upgrade to its end; its methods but :meth:`start` run on the
+    relay's socket thread."""
+
+    def __init__(
+        self, sock: sockets.BrowserSocket, relay: Relay, player: Player | None, optin_timeout: float
+    ) -> None:
+        self.sock = sock
+        self.relay = relay
+        self.player = player
+        self.optin_timeout = optin_timeout
+        #: Set once the connection is over and forgotten.
+        self.ended = threading.Event()
+        # Set by start(), before the socket thread can call back.
+        self.connection: Connection
+        self.peer: Peer
+        self.requests: _BrowserRequests
+        #: The code of the browser's own close frame, once it sent one.
+        self.browser_close: int | None = None
+
+    def start(self, since: int | None, relay_id: str | None) -> None:
+        """Join the hub and the socket thread (from the request's thread)."""
+        relay = self.relay
+        self.connection = relay.connect(self.player, since=since, relay_id=relay_id)
+        self.peer = Peer(
+            relay.writer,
+            self.sock.raw_socket,
+            self.connection,
+            on_input=self.on_input,
+            on_release=self.on_release,
+            on_timeout=self.end,
+        )
+        self.requests = _BrowserRequests(
+            relay, self.player, self.connection, self.optin_timeout, self.peer
+        )
+        try:
+            relay.writer.attach(self.peer)
+        except RuntimeError:  # the relay is shutting down
+            relay.disconnect(self.connection)
+            frame = self.sock.close_frame(CLOSE_GOING_AWAY, close_reason(CLOSE_GOING_AWAY))
+            with contextlib.suppress(OSError):  # the browser is gone: nothing to tell it
+                self.sock.send_nowait(frame)
+            self.sock.end()
+            self.ended.set()
+
+    def on_input(self) -> None:
+        """The browser sent something: requests, a ping, its close, or the end."""
+        received = self.sock.receive()
+        peer, requests = self.peer, self.requests
+        if received.replies:
+            peer.send_frame(received.replies)
+        hub = self.relay.hub
+        if self.connection.close_code is None and self.browser_close is None:
+            requests.handle(received.messages)  # may ask for a close (a flood)
+        if received.too_big:
+            hub.close_connection(self.connection, CLOSE_MESSAGE_TOO_BIG)
+        if received.close_code is not None and self.browser_close is None:
+            self.browser_close = received.close_code
+            if peer.released:  # our close went already: this is the answer
+                self.end()
+                return
+            # The writer finishes the frame in flight, then the answer goes out.
+            hub.close_connection(self.connection, CLOSE_NORMAL)
+        if received.ended:
+            self.end()
+
+    def on_release(self, flushed: bool) -> None:
+        """The writer let go of the socket: send the close frame (or give up on a browser
+        that did not take its last frames)."""
+        if not flushed:
+            self.end()
+            return
+        code = self.browser_close or self.connection.close_code or CLOSE_GOING_AWAY
+        frame = self.sock.close_frame(code, close_reason(code))
+        try:
+            self.sock.send_nowait(frame)
+        except OSError:
+            self.end()
+            return
+        if self.sock.closed:
+            self.end()  # that was the answer to the browser's close
+        else:
+            self.relay.writer.set_deadline(self.peer, CLOSE_TIMEOUT)
+
+    def end(self) -> None:
+        """The connection is over: forget it and end the TCP connection (once)."""
+        if self.ended.is_set():
+            return
+        self.relay.writer.detach(self.peer)
+        self.relay.disconnect(self.connection)
+        self.sock.end()
+        self.ended.set()
 
 
 class _BrowserRequests:
@@ -154,14 +199,12 @@ class _BrowserRequests:
 
     def __init__(
         self,
-        sock: BrowserSocket,
         relay: Relay,
         player: Player | None,
         connection: Connection,
         optin_timeout: float,
         peer: Peer,
     ) -> None:
-        self.sock = sock
         self.relay = relay
         self.player = player
         self.connection = connection
@@ -169,9 +212,9 @@ class _BrowserRequests:
         self.peer = peer
         self.bucket = _TokenBucket(updated=time.monotonic())
 
-    def handle_waiting(self) -> None:
-        """Handle every request already received; a flood asks for the close (1008)."""
-        while (text := self.sock.receive_nowait()) is not None:
+    def handle(self, messages: list[str | bytes]) -> None:
+        """Handle requests the browser sent; a flood asks for the close (1008)."""
+        for text in messages:
             if not self.bucket.take(time.monotonic()):
                 if self.bucket.refused_in_a_row > MAX_REFUSED_IN_A_ROW:
                     # The writer finishes what is in flight, then the close goes out.
@@ -185,11 +228,6 @@ class _BrowserRequests:
                 # A request we failed to handle is our bug, not a reason to drop the browser.
                 logger.exception("relay request failed")
                 self._error("Request", "internal_error", "the request could not be handled")
-
-    def discard_waiting(self) -> None:
-        """Drop what the browser sent: it is being closed."""
-        while self.sock.receive_nowait() is not None:
-            pass
 
     def _handle(self, text: str | bytes) -> None:
         try:

@@ -15,6 +15,7 @@ from ..limits import MAX_BROWSER_MESSAGE_BYTES
 __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_GRACE",
+    "CLOSE_MESSAGE_TOO_BIG",
     "CLOSE_NORMAL",
     "CLOSE_POLICY_VIOLATION",
     "CLOSE_TIMEOUT",
@@ -43,7 +44,8 @@ CLOSE_GOING_AWAY: Final = 1001
 CLOSE_POLICY_VIOLATION: Final = 1008
 #: The browser fell too far behind: it should reconnect and resume with ``since``.
 CLOSE_TRY_AGAIN_LATER: Final = 1013
-# 1009 (message too big) is sent by the WebSocket library itself: MAX_BROWSER_MESSAGE_BYTES.
+#: A message from the browser over ``MAX_BROWSER_MESSAGE_BYTES``.
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
 
 _CLOSE_REASONS: Final = {
     CLOSE_GOING_AWAY: "server going away",
@@ -74,8 +76,8 @@ REPLAY_MAX_AGE: Final = 120.0
 #: How long a browser that stopped reading gets to take its last frames before its connection
 #: is cut without a close frame.
 CLOSE_GRACE: Final = 10.0
-#: How long the browser gets to answer our close frame before the TCP connection ends; also
-#: the bound of every write made outside the writer thread (close frames, control replies).
+#: How long the browser gets to answer our close frame before the TCP connection ends (checked
+#: about once a second).
 CLOSE_TIMEOUT: Final = 1.0
 
 # -- envelopes --------------------------------------------------------------------------------

@@ -1,25 +1,25 @@
-"""One thread that writes every browser's frames, with sends that never block.
+"""One thread that serves every browser's socket: it writes their frames with sends that never
+block, and hands what they send to their endpoints.
 
-flask-sock gives each browser a thread of its own, and waking one of them per
-delivered message costs far more than the message: thousands of threads take
-turns at the GIL. So the relay writes from one thread instead. The hub tells it
-which connections gained work (its ``on_ready`` is :meth:`SocketWriter.source_ready`);
-it sends their frames with ``MSG_DONTWAIT`` (the socket stays blocking for the
-WebSocket library's reader), keeps what a full socket did not take, and waits for
-that socket to drain before sending more. A slow browser only ever holds up its own
-bytes; its outbox conflates or overflows (1013) in the hub meanwhile. The browser's
-own thread is left with what it is good at: reading the browser's requests and
-closing the socket.
+flask-sock gives each browser a thread (or greenlet) of its own, and waking one of them per
+delivered message costs far more than the message: thousands of threads take turns at the GIL,
+and each holds its stack. So the relay serves every socket from one thread instead. The hub
+tells it which connections gained work (its ``on_ready`` is :meth:`SocketWriter.source_ready`);
+it sends their frames on the non-blocking socket, keeps what a full socket did not take, and
+waits for that socket to drain before sending more. A slow browser only ever holds up its own
+bytes; its outbox conflates or overflows (1013) in the hub meanwhile. When a socket has input,
+the thread calls the browser's ``on_input`` (see :mod:`~flask_thrillconnect.relay.endpoint`),
+which reads it without waiting.
 
-While the writer owns a socket, nobody else writes to it: frames from elsewhere (an
-answer to one browser, the library's pong and close replies) are queued with
-:meth:`Peer.send_frame` and go out whole, between the writer's own frames.
+While the writer owns a socket, nobody else writes to it: frames from elsewhere (an answer to
+one browser, a pong) are queued with :meth:`Peer.send_frame` and go out whole, between the
+writer's own frames. Once a closing browser's last frame went out, the writer lets go of the
+socket (``on_release``): the endpoint sends the close frame.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import selectors
@@ -32,7 +32,7 @@ from collections.abc import Callable, Hashable
 from functools import lru_cache
 from typing import Protocol
 
-from .protocol import PING_INTERVAL
+from .protocol import CLOSE_GRACE, PING_INTERVAL
 
 __all__ = ["PING_FRAME", "Peer", "SocketWriter", "Source", "text_frame"]
 
@@ -42,8 +42,8 @@ logger = logging.getLogger("flask_thrillconnect.relay.writer")
 DRAIN_BATCH = 100
 #: A ping frame (FIN + ping opcode, no payload): the browser answers with a pong.
 PING_FRAME = b"\x89\x00"
-#: How often idle connections are checked for a due ping.
-_PING_SCAN_INTERVAL = 1.0
+#: How often the thread looks for due pings and passed deadlines.
+_SCAN_INTERVAL = 1.0
 #: Seconds the thread lets publishers go on once woken, before it sends: the platform sends a
 #: tick as one message per jackpot (7 in the simulator's world), published one by one, and
 #: gathering them gives each browser one write per tick instead of one per message
@@ -84,36 +84,59 @@ def text_frame(text: str) -> bytes:
 
 
 class Peer:
-    """One browser socket as the writer sees it, from :meth:`SocketWriter.attach`.
+    """One browser socket as the writer sees it, once given to :meth:`SocketWriter.attach`.
 
-    When its source asks to close, the writer finishes what is in flight, stops
-    touching the socket (:attr:`released`) and calls ``on_release``: the browser's own
-    thread then sends the close frame.
+    The callbacks run on the writer's thread and must not wait: ``on_input()`` when the socket
+    has something to read; ``on_release(flushed)`` once the writer has let go of the socket
+    because its source asks to close (``flushed``: every frame went out, the close frame may
+    follow; else the browser did not take them within ``CLOSE_GRACE``); ``on_timeout()`` when
+    a deadline set with :meth:`SocketWriter.set_deadline` has passed.
     """
+
+    __slots__ = (
+        "deadline",
+        "direct",
+        "events",
+        "last_write",
+        "lock",
+        "on_input",
+        "on_release",
+        "on_timeout",
+        "pending",
+        "released",
+        "sock",
+        "source",
+        "writer",
+    )
 
     def __init__(
         self,
         writer: SocketWriter,
         sock: socket.socket,
         source: Source,
-        on_release: Callable[[], None],
-        send: Callable[[memoryview], int] | None = None,
+        *,
+        on_input: Callable[[], None],
+        on_release: Callable[[bool], None],
+        on_timeout: Callable[[], None],
     ) -> None:
         self.writer = writer
         self.sock = sock
-        #: Sends without waiting: the bytes taken; raises BlockingIOError when full.
-        self.send = send or functools.partial(_send_dontwait, sock)
         self.source = source
+        self.on_input = on_input
         self.on_release = on_release
+        self.on_timeout = on_timeout
         #: Guards the fields below and the hand-over of the socket (:attr:`released`): held
         #: while the writer writes, so nobody queues a frame the writer will never send.
         self.lock = threading.Lock()
         self.pending = memoryview(b"")
         self.direct: deque[bytes] = deque()
         self.last_write = time.monotonic()
-        self.waiting_writable = False
-        #: Set once the writer has let go of the socket (closing, failed or detached).
-        self.released = threading.Event()
+        #: Whether the writer has let go of the socket (closing, failed or detached).
+        self.released = False
+        #: When the writer gives up on a closing browser, or calls ``on_timeout``.
+        self.deadline: float | None = None
+        #: The selector events it is registered for (0: not registered).
+        self.events = 0
 
     def send_text(self, text: str) -> None:
         """Queue a message for this browser alone (an ``Error`` answer, say)."""
@@ -122,11 +145,10 @@ class Peer:
     def send_frame(self, frame: bytes) -> bool:
         """Queue a whole frame, to go out after the frames in flight.
 
-        :returns: ``False`` once the writer has let go of the socket: the caller then
-            writes it itself.
+        :returns: ``False`` once the writer has let go of the socket (it is being closed).
         """
         with self.lock:
-            if self.released.is_set():
+            if self.released:
                 return False
             self.direct.append(frame)
         self.writer.ready(self)
@@ -134,12 +156,17 @@ class Peer:
 
 
 class SocketWriter:
-    """The writer thread of one relay; started on first use, and afresh after a fork."""
+    """The socket thread of one relay; started on first use, and afresh after a fork."""
 
     def __init__(
-        self, *, ping_interval: float = PING_INTERVAL, name: str = "thrillconnect-writer"
+        self,
+        *,
+        ping_interval: float = PING_INTERVAL,
+        close_grace: float = CLOSE_GRACE,
+        name: str = "thrillconnect-writer",
     ) -> None:
         self.ping_interval = ping_interval
+        self.close_grace = close_grace
         self.name = name
         self._lock = threading.Lock()
         self._ready: set[Peer] = set()
@@ -154,49 +181,34 @@ class SocketWriter:
 
     # -- the browsers' side -------------------------------------------------------------------
 
-    def attach(
-        self,
-        sock: socket.socket,
-        source: Source,
-        on_release: Callable[[], None],
-        send: Callable[[memoryview], int] | None = None,
-    ) -> Peer:
-        """Start writing what ``source`` has to ``sock``; its first flush is already queued.
+    def attach(self, peer: Peer) -> None:
+        """Serve ``peer`` from the writer's thread: write what its source has, and call its
+        ``on_input`` when its socket has input. Its first flush is queued; the callbacks may
+        run before this returns.
 
-        :param sock: the browser's connected socket, left blocking for its reader.
-        :param send: how to send on it without waiting (the server's own way, see
-            :func:`~flask_thrillconnect.sockets.nonblocking_send`); default ``send`` with
-            ``MSG_DONTWAIT``.
-        :param source: the hub connection whose outbox feeds it.
-        :param on_release: called (from the writer thread) once the writer has let go of the
-            socket because ``source`` asks to close: the browser's thread sends the close.
         :raises RuntimeError: the writer is closed (the relay is shutting down).
         """
-        peer = Peer(self, sock, source, on_release, send)
         with self._lock:
             self._ensure_started_locked()
-            self._peers[source] = peer
+            self._peers[peer.source] = peer
         self.ready(peer)
-        return peer
 
-    def detach(self, peer: Peer) -> bytes:
-        """Forget a browser (its thread is leaving); the writer stops touching its socket.
-
-        :returns: what the writer still had for it: the rest of a frame it began, then whole
-            frames. Writing them ends the stream on a frame boundary, so a close frame can
-            follow; ``b""`` when nothing was left.
-        """
+    def detach(self, peer: Peer) -> None:
+        """Forget a browser: the writer stops watching and writing its socket (which the
+        caller may close next). Call it from the writer's thread (a callback)."""
         with self._lock:
             if self._peers.get(peer.source) is peer:
                 del self._peers[peer.source]
+            self._ready.discard(peer)
         with peer.lock:
-            peer.released.set()
-            leftover = bytes(peer.pending) + b"".join(peer.direct)
+            peer.released = True
             peer.pending = memoryview(b"")
             peer.direct.clear()
-        # Once more through the thread, which stops watching the socket.
-        self.ready(peer)
-        return leftover
+        self._watch(peer, 0)
+
+    def set_deadline(self, peer: Peer, seconds: float) -> None:
+        """Call ``peer.on_timeout`` once ``seconds`` have passed (checked about once a second)."""
+        peer.deadline = time.monotonic() + seconds
 
     def ready(self, peer: Peer) -> None:
         """Queue ``peer`` for a flush; cheap, called by publishers under no lock of ours."""
@@ -204,16 +216,6 @@ class SocketWriter:
             wake = self._queue_locked(peer)
         if wake:
             self._wake()
-
-    def send_frame(self, source: Source, frame: bytes) -> bool:
-        """Queue a whole frame for ``source``'s socket, after the frames in flight.
-
-        :returns: ``False`` when the writer does not own that socket (not attached yet, or
-            let go of): the caller then writes the frame itself.
-        """
-        with self._lock:
-            peer = self._peers.get(source)
-        return peer is not None and peer.send_frame(frame)
 
     def source_ready(self, source: Source) -> None:
         """The hub's ``on_ready``: ``source`` gained work or must close; flush its peer soon.
@@ -234,6 +236,12 @@ class SocketWriter:
         self._wake()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    @property
+    def peers(self) -> int:
+        """Browser sockets the writer serves now (closing ones included)."""
+        with self._lock:
+            return len(self._peers)
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -273,18 +281,25 @@ class SocketWriter:
         selector, wake_r = self._selector, self._wake_r
         assert selector is not None
         assert wake_r is not None
-        next_ping_scan = time.monotonic() + _PING_SCAN_INTERVAL
+        next_scan = time.monotonic() + _SCAN_INTERVAL
         try:
             while not self._closed:
-                timeout = max(0.0, next_ping_scan - time.monotonic())
+                timeout = max(0.0, next_scan - time.monotonic())
                 work: set[Peer] = set()
+                readable: list[Peer] = []
                 woken = False
-                for key, _ in selector.select(timeout):
-                    if key.data is None:
+                for key, events in selector.select(timeout):
+                    peer = key.data
+                    if peer is None:
                         _drain_wake_pipe(wake_r)
                         woken = True
-                    else:
-                        work.add(key.data)
+                        continue
+                    if events & selectors.EVENT_READ:
+                        readable.append(peer)
+                    if events & selectors.EVENT_WRITE:
+                        work.add(peer)
+                for peer in readable:
+                    self._call(peer.on_input)
                 if woken:
                     time.sleep(WRITE_GATHER)  # the rest of the burst, sent with it
                 with self._lock:
@@ -293,9 +308,9 @@ class SocketWriter:
                     self._signaled = False
                 for peer in work:
                     self._flush(peer)
-                if time.monotonic() >= next_ping_scan:
-                    self._ping_idle_peers()
-                    next_ping_scan = time.monotonic() + _PING_SCAN_INTERVAL
+                if time.monotonic() >= next_scan:
+                    self._scan()
+                    next_scan = time.monotonic() + _SCAN_INTERVAL
         except Exception:
             logger.exception("the relay writer stopped")
         finally:
@@ -304,15 +319,33 @@ class SocketWriter:
             if self._wake_w is not None:
                 self._wake_w.close()
 
-    def _flush(self, peer: Peer) -> None:
-        """Send what ``peer`` has, until done or until its socket is full."""
-        with peer.lock:
-            if peer.released.is_set():
-                self._want_writable(peer, False)  # detached while it waited to write
-            else:
-                self._flush_locked(peer)
+    def _call(self, callback: Callable[[], None]) -> None:
+        """A browser's callback; its failure is logged and does not stop the thread."""
+        try:
+            callback()
+        except Exception:
+            logger.exception("a relay browser's callback failed")
 
-    def _flush_locked(self, peer: Peer) -> None:
+    def _flush(self, peer: Peer) -> None:
+        """Send what ``peer`` has, until done or until its socket is full; watch the socket
+        for what comes next."""
+        with peer.lock:
+            if peer.released:
+                return  # detached, or being closed by its endpoint
+            closing = self._flush_locked(peer)
+            if closing == "flushed":
+                peer.released = True
+                peer.deadline = None
+            wants_write = bool(peer.pending)
+        self._watch(peer, selectors.EVENT_READ | (selectors.EVENT_WRITE if wants_write else 0))
+        if closing == "flushed":
+            self._call(lambda: peer.on_release(True))
+        elif closing == "waiting" and peer.deadline is None:
+            peer.deadline = time.monotonic() + self.close_grace
+
+    def _flush_locked(self, peer: Peer) -> str | None:
+        """Write; ``None`` while open, else ``"flushed"`` (all sent: let go of the socket) or
+        ``"waiting"`` (closing, frames still in flight)."""
         direct, source = peer.direct, peer.source
         emptied = False  # whether the last drain took all the outbox had
         while True:
@@ -323,79 +356,75 @@ class SocketWriter:
                 emptied = len(texts) < DRAIN_BATCH
                 frames.extend(map(text_frame, texts))
                 if not frames:
-                    self._finish_flush(peer)
-                    return
+                    return self._closing(peer)
                 peer.pending = memoryview(b"".join(frames))
             try:
-                sent = peer.send(peer.pending)
+                sent = peer.sock.send(peer.pending)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                self._release(peer)  # the browser is gone; its thread will notice
-                return
+                # The browser is gone: nothing more goes out; its endpoint reads the end.
+                peer.pending = memoryview(b"")
+                direct.clear()
+                return self._closing(peer)
             peer.pending = peer.pending[sent:]
             peer.last_write = time.monotonic()
             if peer.pending:
-                self._want_writable(peer, True)
-                return
+                return "waiting" if peer.source.close_code is not None else None
             if emptied:
                 # All sent, nothing left: no need to drain again, since whatever comes next
                 # (a message into the emptied outbox, a direct frame) queues this peer anew.
-                self._finish_flush(peer)
-                return
+                return self._closing(peer)
 
-    def _finish_flush(self, peer: Peer) -> None:
-        """``peer`` has nothing left to send: stop watching its socket, and let it go if its
-        source asks to close."""
-        self._want_writable(peer, False)
-        if peer.source.close_code is not None:
-            self._release(peer)
+    @staticmethod
+    def _closing(peer: Peer) -> str | None:
+        return "flushed" if peer.source.close_code is not None else None
 
-    def _want_writable(self, peer: Peer, wanted: bool) -> None:
-        if peer.waiting_writable == wanted:
+    def _watch(self, peer: Peer, events: int) -> None:
+        """Register ``peer``'s socket for ``events`` (0: not at all); the thread's alone."""
+        if peer.events == events:
             return
         selector = self._selector
         assert selector is not None
         try:
-            if not wanted:
+            if not events:
                 selector.unregister(peer.sock)
-            elif peer.sock.fileno() in selector.get_map():
-                # The number of a socket that closed while watched, now reused: take it over.
-                selector.modify(peer.sock, selectors.EVENT_WRITE, peer)
+            elif peer.events:
+                selector.modify(peer.sock, events, peer)
             else:
-                selector.register(peer.sock, selectors.EVENT_WRITE, peer)
+                selector.register(peer.sock, events, peer)
         except (KeyError, ValueError, OSError):
             pass  # a socket that closed meanwhile
-        peer.waiting_writable = wanted
+        peer.events = events
 
-    def _release(self, peer: Peer) -> None:
-        """Let go of the socket (``peer.lock`` held): its close is the browser thread's."""
-        self._want_writable(peer, False)
+    def _scan(self) -> None:
+        """Ping idle browsers; give up on closing ones past their grace; fire deadlines."""
+        now = time.monotonic()
+        due = now - self.ping_interval
         with self._lock:
-            if self._peers.get(peer.source) is peer:
-                del self._peers[peer.source]
-        peer.released.set()
-        peer.on_release()
+            peers = list(self._peers.values())
+        for peer in peers:
+            deadline = peer.deadline
+            if deadline is not None and deadline <= now:
+                peer.deadline = None
+                self._expire(peer)
+            elif peer.last_write <= due and not peer.pending and not peer.released:
+                with peer.lock:
+                    if not peer.released:
+                        peer.direct.append(PING_FRAME)
+                self._flush(peer)
 
-    def _ping_idle_peers(self) -> None:
-        due = time.monotonic() - self.ping_interval
-        with self._lock:
-            idle = [p for p in self._peers.values() if p.last_write <= due and not p.pending]
-        for peer in idle:
-            with peer.lock:
-                if not peer.released.is_set():
-                    peer.direct.append(PING_FRAME)
-                    self._flush_locked(peer)
-
-    @property
-    def peers(self) -> int:
-        """Browser sockets the writer serves now."""
-        with self._lock:
-            return len(self._peers)
-
-
-def _send_dontwait(sock: socket.socket, data: memoryview) -> int:
-    return sock.send(data, socket.MSG_DONTWAIT)
+    def _expire(self, peer: Peer) -> None:
+        with peer.lock:
+            giving_up = not peer.released
+            peer.released = True
+            peer.pending = memoryview(b"")
+            peer.direct.clear()
+        if giving_up:  # a closing browser that did not take its last frames in time
+            self._watch(peer, selectors.EVENT_READ)
+            self._call(lambda: peer.on_release(False))
+        else:
+            self._call(peer.on_timeout)
 
 
 def _drain_wake_pipe(wake: socket.socket) -> None:
