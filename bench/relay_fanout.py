@@ -4,9 +4,9 @@ For each browser count N, all on 127.0.0.1 and each run stopping by itself:
 
 - the simulator runs in this process with manual ticks; the portal (``bench.portal_app``,
   ``THRILLCONNECT_SERVICE_TOKEN`` set) runs under gunicorn with one worker of each class asked
-  for (``--worker``): ``gthread`` with N + margin threads (flask-sock holds one worker thread
-  per open browser socket), ``gevent`` with ``--worker-connections`` N + margin (a greenlet
-  per socket);
+  for (``--worker``): ``gthread`` with N + margin threads (a browser's request thread waits
+  for its end), ``gevent`` with ``--worker-connections`` N + margin (a browser's request ends
+  once upgraded; the slots bound the handshakes in flight);
 - N browsers (``websockets`` asyncio client, in :data:`CLIENT_PROCESSES` processes of their
   own) and a handful of baseline clients on the simulator's player stream directly (one more
   process) connect and subscribe to every ``thrillpots`` event;
@@ -132,7 +132,8 @@ def worker_args(worker_class: str, browsers: int) -> list[str]:
         return ["--worker-class", "gthread", "--threads", str(slots),
                 "--worker-connections", str(slots + THREAD_MARGIN)]  # fmt: skip
     if worker_class == "gevent":
-        # A greenlet per connection, at most worker_connections of them (default 1000).
+        # A greenlet per request; a browser's ends once upgraded, so the slots only bound the
+        # handshakes in flight (kept as large as before, for comparable runs).
         return ["--worker-class", "gevent", "--worker-connections", str(slots)]
     raise ValueError(f"unknown worker class {worker_class!r}")
 
