@@ -7,9 +7,11 @@ For each browser count N, all on 127.0.0.1 and each run stopping by itself:
   for (``--worker``): ``gthread`` with N + margin threads (a browser's request thread waits
   for its end), ``gevent`` with ``--worker-connections`` N + margin (a browser's request ends
   once upgraded; the slots bound the handshakes in flight);
-- N browsers (``websockets`` asyncio client, in :data:`CLIENT_PROCESSES` processes of their
-  own) and a handful of baseline clients on the simulator's player stream directly (one more
-  process) connect and subscribe to every ``thrillpots`` event;
+- N browsers (``bench/ws_clients.js``: WebSocket written on Node's raw sockets, light enough
+  not to be the bottleneck; or ``bench/ws_clients.py``, the ``websockets`` asyncio client), in
+  :data:`CLIENT_PROCESSES` processes of their own, and a handful of baseline clients on the
+  simulator's player stream directly (one more process) connect and subscribe to every
+  ``thrillpots`` event;
 - phase A: :data:`TICKS_PER_PHASE` ticks, one a second, with :data:`WINS_PER_PHASE` forced
   ``WinEvent`` s; phase B: the same with one stalled browser (subscribes, never reads);
 - each client records the delay from every ``JackpotUpdate``'s ``timestamp`` (set by the
@@ -434,9 +436,13 @@ def measure(
         lags = [r.get("lag_p99_ms") for r in (*reports, baseline_report)]
         if any(lag is not None for lag in lags):
             # The load generator's own delay: how late its event loops ran (Node clients).
+            worst = [r.get("lag_max_ms") for r in (*reports, baseline_report)]
             lines.append(
-                "client event-loop lag p99 (browsers..., baseline): "
-                + ", ".join(f"{lag:.1f} ms" if lag is not None else "-" for lag in lags)
+                "client event-loop lag p99 / max (browsers..., baseline): "
+                + ", ".join(
+                    f"{lag:.1f} / {top:.1f} ms" if lag is not None and top is not None else "-"
+                    for lag, top in zip(lags, worst, strict=True)
+                )
             )
             figures["client_lag_ms"] = max(lag for lag in lags if lag is not None)
         queues = f"{stalled_queues[0]} B unsent by the server" if stalled_queues else "gone"
@@ -486,21 +492,24 @@ def main() -> int:
         "--client",
         choices=("node", "python"),
         default="node",
-        help="the browsers' client: bench/ws_clients.js on Node's ws (default; npm install"
-        " first) or bench/ws_clients.py (websockets asyncio)",
+        help="the browsers' client: bench/ws_clients.js on Node's raw sockets (default) or"
+        " bench/ws_clients.py (websockets asyncio)",
     )
     parser.add_argument(
-        "--no-deflate", action="store_true", help="clients do not offer permessage-deflate"
+        "--no-deflate",
+        action="store_true",
+        help="Python clients do not offer permessage-deflate (Node clients never do)",
     )
     args = parser.parse_args()
     files = raise_file_limit()
     with open("/proc/sys/kernel/threads-max") as threads_max:
         max_threads = threads_max.read().strip()
+    deflate = "off" if args.no_deflate or args.client == "node" else "on"
     print(
         f"relay fan-out on {os.cpu_count()} cores; gunicorn {' and '.join(args.worker)}, 1 worker "
         f"(gthread: threads = browsers + {THREAD_MARGIN}; gevent: worker connections = browsers "
         f"+ {THREAD_MARGIN}); {CLIENT_PROCESSES} browser processes ({args.client} clients, "
-        f"permessage-deflate {'off' if args.no_deflate else 'on'}) + 1 baseline process "
+        f"permessage-deflate {deflate}) + 1 baseline process "
         f"({BASELINE_CLIENTS} clients on the simulator's player stream); RLIMIT_NOFILE {files}; "
         f"threads-max {max_threads}, "
         f"RLIMIT_NPROC {resource.getrlimit(resource.RLIMIT_NPROC)[0]}",

@@ -65,6 +65,10 @@ def accept(
     if own_connection:
         raw = raw.dup()
     raw.setblocking(False)
+    # The relay writes whole batches: Nagle would only hold a tick's second write back
+    # (gunicorn's listening socket sets it already; Werkzeug's does not).
+    with contextlib.suppress(OSError):  # not TCP (a Unix socket)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # The frames' state alone: the HTTP handshake's (and simple-websocket's) are done with.
     protocol = upgraded.ws.connection
     if protocol is None:  # pragma: no cover - Server raises when the handshake failed

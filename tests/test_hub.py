@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -93,10 +94,11 @@ class Woken:
         self._lock = threading.Lock()
         self._events: dict[Connection, threading.Event] = {}
 
-    def __call__(self, conn: Connection) -> None:
+    def __call__(self, conns: Sequence[Connection]) -> None:
         with self._lock:
-            self.reported.append(conn)
-        self._event(conn).set()
+            self.reported.extend(conns)
+        for conn in conns:
+            self._event(conn).set()
 
     def wait(self, conn: Connection, timeout: float) -> bool:
         """``True`` at once while ``conn`` has messages or must close; else sleep until it is

@@ -34,7 +34,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from .. import metrics
@@ -92,7 +92,7 @@ _MAX_AUDIENCES_PER_CONNECTION: Final = 8
 _LOCK_STRIPES: Final = 64
 
 
-def _ignore(_connection: Connection) -> None:
+def _ignore(_connections: Sequence[Connection]) -> None:
     """The ``on_ready`` of a hub whose consumer polls (tests, benchmarks)."""
 
 
@@ -109,10 +109,14 @@ class RelayHub:
         recently used without connections are forgotten first (a ``since`` that needed one
         is then not honoured).
     :param max_subscriptions: distinct ``(source, event_type)`` pairs per connection.
-    :param on_ready: called with a connection whose outbox just gained work (it was empty) or
-        that must now close; its consumer should drain it. Called from the publishing
+    :param on_ready: called with connections whose outboxes just gained work (they were
+        empty) or that must now close; their consumer should drain them. Called (once per
+        publish, with every such connection; keep no reference to the sequence) from the publishing
         thread, with no hub or outbox lock held but with publishers waiting: it must be quick
         and never block (the relay's writer queues the connection and returns).
+    :param on_published: called after each :meth:`publish` has filled the outboxes, from
+        the publishing thread with no lock held; quick, never blocking. The relay's writer
+        tells a burst's end by it.
     :param on_player_audience: called as ``(player_id, active)`` when a player audience gains
         its first connection (``True``) or loses its last (``False``); the endpoint opens and
         closes that player's upstream connection with it. Calls are made with no lock held,
@@ -130,7 +134,8 @@ class RelayHub:
         snapshot_limit: int = 1000,
         max_audiences: int = 10_000,
         max_subscriptions: int = 64,
-        on_ready: Callable[[Connection], None] | None = None,
+        on_ready: Callable[[Sequence[Connection]], None] | None = None,
+        on_published: Callable[[], None] | None = None,
         on_player_audience: Callable[[str, bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -148,6 +153,7 @@ class RelayHub:
         self._outbox_limit = outbox_limit
         self._max_subscriptions = max_subscriptions
         self._on_ready = on_ready or _ignore
+        self._on_published = on_published
         self._on_player_audience = on_player_audience
         self._clock = clock
         #: Identifies this hub's ``seq`` space; a ``since`` is honoured only with it.
@@ -268,7 +274,7 @@ class RelayHub:
             conn.mark_closed(CLOSE_GOING_AWAY)
         else:
             self._dispatch_audience_changes()
-        self._on_ready(conn)
+        self._on_ready((conn,))
         return conn
 
     def can_resume(self, audiences: Iterable[str], since: int, relay_id: str | None) -> bool:
@@ -325,7 +331,7 @@ class RelayHub:
             else:
                 self._deliveries += len(batch)
         if ready:
-            self._on_ready(conn)
+            self._on_ready((conn,))
 
     def subscriptions_of(self, conn: Connection) -> frozenset[Route]:
         """What ``conn`` subscribed to so far (nothing once disconnected)."""
@@ -340,7 +346,7 @@ class RelayHub:
         """
         check_close_code(code)
         if conn.mark_closed(code):
-            self._on_ready(conn)
+            self._on_ready((conn,))
 
     def disconnect(self, conn: Connection) -> None:
         """Remove ``conn`` from the hub (idempotent); marks it with 1000 if not yet marked."""
@@ -355,7 +361,7 @@ class RelayHub:
                 del self._subscribed[conn]
                 self._subscribed_groups = None
         if conn.mark_closed(CLOSE_NORMAL):
-            self._on_ready(conn)
+            self._on_ready((conn,))
         self._dispatch_audience_changes()
 
     def audience_has_connections(self, audience: str) -> bool:
@@ -431,6 +437,8 @@ class RelayHub:
             metrics.relay_published(envelope, text)
             counts = fan_out(recipients, key, text, self._on_ready)
             self._count(counts)
+        if self._on_published is not None:
+            self._on_published()
         return seq
 
     def set_upstream_status(self, status: UpstreamStatus) -> bool:
@@ -503,7 +511,7 @@ class RelayHub:
                 self._connect_status.clear()
         for conn, _ in connections:
             if conn.mark_closed(CLOSE_SERVICE_RESTART):
-                self._on_ready(conn)
+                self._on_ready((conn,))
         logger.info("relay hub: new epoch; %d connections told to reconnect", len(connections))
 
     # -- lifecycle and figures -----------------------------------------------------------
@@ -520,7 +528,7 @@ class RelayHub:
             connections = list(self._members)
         for conn in connections:
             if conn.mark_closed(code):
-                self._on_ready(conn)
+                self._on_ready((conn,))
         logger.info("relay hub closed; %d connections told to close", len(connections))
 
     def stats(self) -> HubStats:

@@ -19,9 +19,9 @@ messages; that is harmless, because each tick brings it back.
 Locks are striped: the hub hands out a few dozen locks round-robin, each shared by many
 outboxes, and the publisher walks its recipients grouped by lock (:func:`group_by_lock`),
 taking each lock once per group. Per delivery it then pays one or two ``dict`` operations
-and, only when the outbox was empty (its consumer may be idle), an append to a list of
-outboxes reported ready once that group's lock is released; nothing else is allocated per
-browser. (An uncontended lock costs several times a dict operation, and most of a tick's
+and, only when the outbox was empty (its consumer may be idle), an append to the list of
+outboxes reported ready, in one call, once the fan-out is done; nothing else is allocated
+per browser. (An uncontended lock costs several times a dict operation, and most of a tick's
 deliveries find the outbox already non-empty.)
 
 Whoever consumes an outbox (the relay's writer thread) learns that it has work through the
@@ -153,14 +153,18 @@ def group_by_lock(outboxes: Iterable[_O]) -> LockGroups[_O]:
 
 
 def fan_out(
-    groups: LockGroups[_O], key: OutboxKey, text: str, on_ready: Callable[[_O], None]
+    groups: LockGroups[_O],
+    key: OutboxKey,
+    text: str,
+    on_ready: Callable[[Sequence[_O]], None],
 ) -> tuple[int, int, int]:
     """Append ``text`` under ``key`` to every recipient; the publisher's hot loop.
 
     ``key`` is the message's ``seq`` (``int``: never conflated, bounded) or its conflation
     key (``str``). The same ``text`` object goes to every outbox. Never blocks on a browser:
-    each lock is held for a few dict operations per member of its group, and ``on_ready`` is
-    called for the outboxes that were empty (or overflowed) after that lock is released.
+    each lock is held for a few dict operations per member of its group. ``on_ready`` is
+    called once at the end, with no lock held, with the outboxes that were empty (or
+    overflowed): its consumer takes them in one go rather than one by one.
 
     :returns: ``(delivered, conflated, overflowed)`` counts.
     """
@@ -188,8 +192,6 @@ def fan_out(
                     outbox.waiting_events += 1
                 entries[key] = text
                 delivered += 1
-        if ready:
-            for outbox in ready:
-                on_ready(outbox)
-            ready.clear()
+    if ready:
+        on_ready(ready)
     return delivered, conflated, overflowed

@@ -101,7 +101,9 @@ class Relay:
         self.service = service
         self.writer = SocketWriter()
         self.hub = RelayHub(
-            on_ready=self.writer.source_ready, on_player_audience=self._on_player_audience
+            on_ready=self.writer.sources_ready,
+            on_published=self.writer.published,
+            on_player_audience=self._on_player_audience,
         )
         self._lock = threading.Lock()
         self._optin_pool: ThreadPoolExecutor | None = None

@@ -4,7 +4,7 @@ block, and hands what they send to their endpoints.
 flask-sock gives each browser a thread (or greenlet) of its own, and waking one of them per
 delivered message costs far more than the message: thousands of threads take turns at the GIL,
 and each holds its stack. So the relay serves every socket from one thread instead. The hub
-tells it which connections gained work (its ``on_ready`` is :meth:`SocketWriter.source_ready`);
+tells it which connections gained work (its ``on_ready`` is :meth:`SocketWriter.sources_ready`);
 it sends their frames on the non-blocking socket, keeps what a full socket did not take, and
 waits for that socket to drain before sending more. A slow browser only ever holds up its own
 bytes; its outbox conflates or overflows (1013) in the hub meanwhile. When a socket has input,
@@ -20,6 +20,7 @@ socket (``on_release``): the endpoint sends the close frame.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import selectors
@@ -28,13 +29,13 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from functools import lru_cache
 from typing import Protocol
 
 from .protocol import CLOSE_GRACE, PING_INTERVAL
 
-__all__ = ["PING_FRAME", "Peer", "SocketWriter", "Source", "text_frame"]
+__all__ = ["PING_FRAME", "Peer", "SocketWriter", "Source", "gather_until", "text_frame"]
 
 logger = logging.getLogger("flask_thrillconnect.relay.writer")
 
@@ -44,11 +45,41 @@ DRAIN_BATCH = 100
 PING_FRAME = b"\x89\x00"
 #: How often the thread looks for due pings and passed deadlines.
 _SCAN_INTERVAL = 1.0
-#: Seconds the thread lets publishers go on once woken, before it sends: the platform sends a
-#: tick as one message per jackpot (7 in the simulator's world), published one by one, and
-#: gathering them gives each browser one write per tick instead of one per message
-#: (``bench.relay_fanout``, 5,000 browsers under gevent: 6.6 → 4.8 µs of CPU per message).
+#: Seconds the thread lets publishers go on once woken, at least, before it sends: the
+#: platform sends a tick as one message per jackpot (7 in the simulator's world), published
+#: one by one, and gathering them gives each browser one write per tick instead of one per
+#: message (``bench.relay_fanout``, 5,000 browsers under gevent: 6.6 → 4.8 µs of CPU per
+#: message).
 WRITE_GATHER = 0.003
+#: A burst has ended once nothing was published for this long.
+GATHER_QUIET = 0.002
+#: How long the thread waits for a burst's end, at most, as a share of what the pass it is
+#: about to make will cost: a message that misses the pass waits for all of it, then for a
+#: second pass. A pass over a few browsers is not worth a wait; one over 10,000 is.
+GATHER_SHARE = 0.25
+#: The longest wait for a burst's end, whatever the pass costs.
+GATHER_MAX = 0.025
+#: The first guess of a flush's cost (seconds per browser), until passes have measured it.
+_FLUSH_COST_GUESS = 5e-6
+#: Passes over fewer browsers than this do not update the measured cost (too noisy).
+_FLUSH_COST_MIN_PASS = 32
+
+
+class _Flush(enum.Enum):
+    """What a flush left behind."""
+
+    #: The source is open: served on.
+    OPEN = "open"
+    #: The source is closing, and frames still wait for the socket to take them.
+    IN_FLIGHT = "in flight"
+    #: The source is closing and every frame went out: the writer lets go of the socket.
+    DONE = "done"
+
+
+# Looked up per browser per pass: module globals are cheaper than an enum's attributes.
+_OPEN, _IN_FLIGHT, _DONE = _Flush.OPEN, _Flush.IN_FLIGHT, _Flush.DONE
+_READ = selectors.EVENT_READ
+_READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 
 class Source(Hashable, Protocol):
@@ -98,7 +129,6 @@ class Peer:
         "direct",
         "events",
         "last_write",
-        "lock",
         "on_input",
         "on_release",
         "on_timeout",
@@ -125,14 +155,15 @@ class Peer:
         self.on_input = on_input
         self.on_release = on_release
         self.on_timeout = on_timeout
-        #: Guards the fields below and the hand-over of the socket (:attr:`released`): held
-        #: while the writer writes, so nobody queues a frame the writer will never send.
-        self.lock = threading.Lock()
-        self.pending = memoryview(b"")
+        # Guarded by the writer's lock: frames queued from elsewhere, and the hand-over of the
+        # socket, so that nobody queues a frame the writer will never send.
         self.direct: deque[bytes] = deque()
-        self.last_write = time.monotonic()
         #: Whether the writer has let go of the socket (closing, failed or detached).
         self.released = False
+        # The writer's thread alone touches the rest.
+        #: Bytes taken from the source that the socket has not taken yet.
+        self.pending: bytes | memoryview = b""
+        self.last_write = time.monotonic()
         #: When the writer gives up on a closing browser, or calls ``on_timeout``.
         self.deadline: float | None = None
         #: The selector events it is registered for (0: not registered).
@@ -147,12 +178,7 @@ class Peer:
 
         :returns: ``False`` once the writer has let go of the socket (it is being closed).
         """
-        with self.lock:
-            if self.released:
-                return False
-            self.direct.append(frame)
-        self.writer.ready(self)
-        return True
+        return self.writer.queue_frame(self, frame)
 
 
 class SocketWriter:
@@ -178,6 +204,16 @@ class SocketWriter:
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        #: When the hub last published (:meth:`published`), for the gather's end.
+        self._last_publish = 0.0
+        #: When the current pass started (monotonic): the writes' time.
+        self._now = time.monotonic()
+        #: Seconds one browser's flush costs, smoothed over the passes (for the gather).
+        self._flush_cost = _FLUSH_COST_GUESS
+        #: The last batch of texts turned into bytes, and those bytes: most browsers in a
+        #: pass take the same messages, so most flushes reuse them (the thread's alone).
+        self._last_texts: list[str] = []
+        self._last_payload = b""
 
     # -- the browsers' side -------------------------------------------------------------------
 
@@ -191,7 +227,9 @@ class SocketWriter:
         with self._lock:
             self._ensure_started_locked()
             self._peers[peer.source] = peer
-        self.ready(peer)
+            wake = self._queue_locked(peer)
+        if wake:
+            self._wake()
 
     def detach(self, peer: Peer) -> None:
         """Forget a browser: the writer stops watching and writing its socket (which the
@@ -200,33 +238,48 @@ class SocketWriter:
             if self._peers.get(peer.source) is peer:
                 del self._peers[peer.source]
             self._ready.discard(peer)
-        with peer.lock:
             peer.released = True
-            peer.pending = memoryview(b"")
             peer.direct.clear()
+        peer.pending = b""
         self._watch(peer, 0)
 
     def set_deadline(self, peer: Peer, seconds: float) -> None:
         """Call ``peer.on_timeout`` once ``seconds`` have passed (checked about once a second)."""
         peer.deadline = time.monotonic() + seconds
 
-    def ready(self, peer: Peer) -> None:
-        """Queue ``peer`` for a flush; cheap, called by publishers under no lock of ours."""
+    def queue_frame(self, peer: Peer, frame: bytes) -> bool:
+        """:meth:`Peer.send_frame`: queue ``frame`` unless the writer has let go of ``peer``."""
         with self._lock:
+            if peer.released:
+                return False
+            peer.direct.append(frame)
             wake = self._queue_locked(peer)
         if wake:
             self._wake()
+        return True
 
-    def source_ready(self, source: Source) -> None:
-        """The hub's ``on_ready``: ``source`` gained work or must close; flush its peer soon.
+    def sources_ready(self, sources: Iterable[Source]) -> None:
+        """The hub's ``on_ready``: ``sources`` gained work or must close; flush their peers
+        soon. One call for a whole fan-out, so the lock is taken once, not per browser.
 
         A source not attached yet is skipped: :meth:`attach` queues a first flush anyway.
         """
         with self._lock:
-            peer = self._peers.get(source)
-            wake = peer is not None and self._queue_locked(peer)
+            peers, ready = self._peers, self._ready
+            for source in sources:
+                peer = peers.get(source)
+                if peer is not None:
+                    ready.add(peer)
+            wake = bool(ready) and not self._signaled
+            if wake:
+                self._signaled = True
         if wake:
             self._wake()
+
+    def published(self) -> None:
+        """The hub's ``on_published``: a message went into the outboxes. A woken thread
+        waits for publishing to pause before its pass (see :data:`GATHER_QUIET`)."""
+        self._last_publish = time.monotonic()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread (within ``timeout``); later :meth:`attach` calls raise."""
@@ -301,13 +354,12 @@ class SocketWriter:
                 for peer in readable:
                     self._call(peer.on_input)
                 if woken:
-                    time.sleep(WRITE_GATHER)  # the rest of the burst, sent with it
+                    self._gather()
                 with self._lock:
                     work |= self._ready
                     self._ready = set()
                     self._signaled = False
-                for peer in work:
-                    self._flush(peer)
+                self._pass(work)
                 if time.monotonic() >= next_scan:
                     self._scan()
                     next_scan = time.monotonic() + _SCAN_INTERVAL
@@ -319,6 +371,30 @@ class SocketWriter:
             if self._wake_w is not None:
                 self._wake_w.close()
 
+    def _gather(self) -> None:
+        """Let publishers go on before a pass, so that it sends the rest of their burst too
+        (see :func:`gather_until`)."""
+        started = time.monotonic()
+        with self._lock:
+            expected_pass = len(self._ready) * self._flush_cost
+        while True:
+            until = gather_until(started, self._last_publish, expected_pass)
+            now = time.monotonic()
+            if now >= until:
+                return
+            time.sleep(until - now)
+
+    def _pass(self, work: set[Peer]) -> None:
+        """Flush every peer in ``work``, and learn what a flush costs."""
+        started = time.perf_counter()
+        self._now = time.monotonic()  # the pass's time: a write's, to a second's precision
+        flush = self._flush
+        for peer in work:
+            flush(peer)
+        if len(work) >= _FLUSH_COST_MIN_PASS:
+            cost = (time.perf_counter() - started) / len(work)
+            self._flush_cost += (cost - self._flush_cost) / 4
+
     def _call(self, callback: Callable[[], None]) -> None:
         """A browser's callback; its failure is logged and does not stop the thread."""
         try:
@@ -329,56 +405,77 @@ class SocketWriter:
     def _flush(self, peer: Peer) -> None:
         """Send what ``peer`` has, until done or until its socket is full; watch the socket
         for what comes next."""
-        with peer.lock:
-            if peer.released:
-                return  # detached, or being closed by its endpoint
-            closing = self._flush_locked(peer)
-            if closing == "flushed":
-                peer.released = True
-                peer.deadline = None
-            wants_write = bool(peer.pending)
-        self._watch(peer, selectors.EVENT_READ | (selectors.EVENT_WRITE if wants_write else 0))
-        if closing == "flushed":
+        if peer.released:  # detached, or being closed by its endpoint (set by this thread)
+            return
+        outcome = self._write(peer)
+        if outcome is _DONE:
+            with self._lock:
+                if peer.direct:  # queued meanwhile, and the peer with it: the next pass
+                    outcome = _IN_FLIGHT
+                else:
+                    peer.released = True
+                    peer.deadline = None
+        events = _READ_WRITE if peer.pending else _READ
+        if peer.events != events:
+            self._watch(peer, events)
+        if outcome is _OPEN:
+            return
+        if outcome is _DONE:
             self._call(lambda: peer.on_release(True))
-        elif closing == "waiting" and peer.deadline is None:
+        elif peer.deadline is None:
             peer.deadline = time.monotonic() + self.close_grace
 
-    def _flush_locked(self, peer: Peer) -> str | None:
-        """Write; ``None`` while open, else ``"flushed"`` (all sent: let go of the socket) or
-        ``"waiting"`` (closing, frames still in flight)."""
-        direct, source = peer.direct, peer.source
+    def _write(self, peer: Peer) -> _Flush:
+        """Send until the socket is full or nothing is left."""
+        source = peer.source
         emptied = False  # whether the last drain took all the outbox had
         while True:
-            if not peer.pending:
-                frames = list(direct)
-                direct.clear()
+            pending = peer.pending
+            if not pending:
                 texts = source.drain(DRAIN_BATCH)
                 emptied = len(texts) < DRAIN_BATCH
-                frames.extend(map(text_frame, texts))
-                if not frames:
+                # Read without the lock: whoever queues a frame after this queues the peer
+                # too, and the next pass sends it.
+                if peer.direct:
+                    with self._lock:
+                        frames = [*peer.direct]
+                        peer.direct.clear()
+                    pending = b"".join([*frames, *map(text_frame, texts)])
+                elif texts:
+                    pending = self._payload(texts)
+                else:
                     return self._closing(peer)
-                peer.pending = memoryview(b"".join(frames))
             try:
-                sent = peer.sock.send(peer.pending)
+                sent = peer.sock.send(pending)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
                 # The browser is gone: nothing more goes out; its endpoint reads the end.
-                peer.pending = memoryview(b"")
-                direct.clear()
+                peer.pending = b""
+                with self._lock:
+                    peer.direct.clear()
                 return self._closing(peer)
-            peer.pending = peer.pending[sent:]
-            peer.last_write = time.monotonic()
+            # A partial send keeps the rest as a view: no copy of what is left.
+            peer.pending = memoryview(pending)[sent:] if sent < len(pending) else b""
+            peer.last_write = self._now
             if peer.pending:
-                return "waiting" if peer.source.close_code is not None else None
+                return _OPEN if source.close_code is None else _IN_FLIGHT
             if emptied:
                 # All sent, nothing left: no need to drain again, since whatever comes next
                 # (a message into the emptied outbox, a direct frame) queues this peer anew.
                 return self._closing(peer)
 
+    def _payload(self, texts: list[str]) -> bytes:
+        """The frames of ``texts``, joined; the last batch's bytes when it is the same one."""
+        if texts != self._last_texts:  # the same str objects compare by identity: cheap
+            self._last_payload = b"".join(map(text_frame, texts))
+            self._last_texts = texts
+        return self._last_payload
+
     @staticmethod
-    def _closing(peer: Peer) -> str | None:
-        return "flushed" if peer.source.close_code is not None else None
+    def _closing(peer: Peer) -> _Flush:
+        """Nothing left to send: done if the source is closing."""
+        return _OPEN if peer.source.close_code is None else _DONE
 
     def _watch(self, peer: Peer, events: int) -> None:
         """Register ``peer``'s socket for ``events`` (0: not at all); the thread's alone."""
@@ -399,7 +496,7 @@ class SocketWriter:
 
     def _scan(self) -> None:
         """Ping idle browsers; give up on closing ones past their grace; fire deadlines."""
-        now = time.monotonic()
+        now = self._now = time.monotonic()
         due = now - self.ping_interval
         with self._lock:
             peers = list(self._peers.values())
@@ -409,22 +506,32 @@ class SocketWriter:
                 peer.deadline = None
                 self._expire(peer)
             elif peer.last_write <= due and not peer.pending and not peer.released:
-                with peer.lock:
-                    if not peer.released:
-                        peer.direct.append(PING_FRAME)
+                peer.pending = PING_FRAME  # sent first, then whatever the source has
                 self._flush(peer)
 
     def _expire(self, peer: Peer) -> None:
-        with peer.lock:
+        with self._lock:
             giving_up = not peer.released
             peer.released = True
-            peer.pending = memoryview(b"")
             peer.direct.clear()
+        peer.pending = b""
         if giving_up:  # a closing browser that did not take its last frames in time
             self._watch(peer, selectors.EVENT_READ)
             self._call(lambda: peer.on_release(False))
         else:
             self._call(peer.on_timeout)
+
+
+def gather_until(started: float, last_publish: float, expected_pass: float) -> float:
+    """When a writer woken at ``started`` begins its pass (monotonic seconds).
+
+    It waits :data:`WRITE_GATHER`, then until publishing has paused for
+    :data:`GATHER_QUIET` (``last_publish``: the latest publish yet), but no longer than
+    :data:`GATHER_SHARE` of ``expected_pass`` (the seconds the pass will take) or
+    :data:`GATHER_MAX`.
+    """
+    end = started + min(GATHER_MAX, max(WRITE_GATHER, GATHER_SHARE * expected_pass))
+    return min(end, max(started + WRITE_GATHER, last_publish + GATHER_QUIET))
 
 
 def _drain_wake_pipe(wake: socket.socket) -> None:
