@@ -11,7 +11,8 @@ import pytest
 
 from flask_thrillconnect.relay.writer import (
     GATHER_MAX,
-    GATHER_QUIET,
+    GATHER_QUIET_BOUNDS,
+    GATHER_QUIET_SHARE,
     GATHER_SHARE,
     WRITE_GATHER,
     Peer,
@@ -26,13 +27,25 @@ STARTED = 1000.0
 # -- when a woken writer starts its pass -----------------------------------------------------
 def test_a_pass_over_few_browsers_waits_the_least_even_while_publishing_goes_on():
     still_publishing = STARTED + WRITE_GATHER
-    assert gather_until(STARTED, still_publishing, expected_pass=0.001) == STARTED + WRITE_GATHER
+    assert gather_until(STARTED, still_publishing, expected_pass=0.0001) == (STARTED + WRITE_GATHER)
 
 
-def test_a_costly_pass_waits_until_the_burst_pauses():
-    last_publish = STARTED + 0.010
-    until = gather_until(STARTED, last_publish, expected_pass=0.100)
-    assert until == pytest.approx(last_publish + GATHER_QUIET)
+@pytest.mark.parametrize("expected_pass", [0.012, 0.100])
+def test_a_costly_pass_waits_until_the_burst_pauses(expected_pass):
+    last_publish = STARTED + 0.003
+    shortest, longest = GATHER_QUIET_BOUNDS
+    quiet = min(longest, max(shortest, GATHER_QUIET_SHARE * expected_pass))
+    until = gather_until(STARTED, last_publish, expected_pass)
+    assert until == pytest.approx(last_publish + quiet)
+
+
+def test_the_pause_that_ends_a_burst_is_longer_before_a_costlier_pass():
+    last_publish = STARTED + 0.003
+    small = gather_until(STARTED, last_publish, expected_pass=0.012) - last_publish
+    large = gather_until(STARTED, last_publish, expected_pass=0.100) - last_publish
+    assert small < large
+    assert small == pytest.approx(GATHER_QUIET_SHARE * 0.012)
+    assert large == pytest.approx(GATHER_QUIET_BOUNDS[1])  # a tenth of 0.1 s, capped
 
 
 def test_a_burst_that_ended_before_the_wake_up_waits_the_least():
@@ -42,7 +55,7 @@ def test_a_burst_that_ended_before_the_wake_up_waits_the_least():
 
 def test_publishing_that_never_pauses_is_waited_for_a_share_of_the_pass_at_most():
     endless = STARTED + 10.0
-    expected_pass = 0.060
+    expected_pass = 0.030
     until = gather_until(STARTED, endless, expected_pass)
     assert until == pytest.approx(STARTED + GATHER_SHARE * expected_pass)
     assert GATHER_SHARE * expected_pass < GATHER_MAX  # the share, not the cap, bounded it

@@ -11,7 +11,6 @@ connection, the request's thread just waits for the end. It reaches the socket o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -139,9 +138,7 @@ class _Browser:
             relay.writer.attach(self.peer)
         except RuntimeError:  # the relay is shutting down
             relay.disconnect(self.connection)
-            frame = self.sock.close_frame(CLOSE_GOING_AWAY, close_reason(CLOSE_GOING_AWAY))
-            with contextlib.suppress(OSError):  # the browser is gone: nothing to tell it
-                self.sock.send_nowait(frame)
+            self.send_close(CLOSE_GOING_AWAY)
             self.sock.end()
             self.ended.set()
 
@@ -173,16 +170,21 @@ class _Browser:
             self.end()
             return
         code = self.browser_close or self.connection.close_code or CLOSE_GOING_AWAY
-        frame = self.sock.close_frame(code, close_reason(code))
-        try:
-            self.sock.send_nowait(frame)
-        except OSError:
+        if not self.send_close(code):
             self.end()
             return
         if self.sock.closed:
             self.end()  # that was the answer to the browser's close
         else:
             self.relay.writer.set_deadline(self.peer, CLOSE_TIMEOUT)
+
+    def send_close(self, code: int) -> bool:
+        """Send the close frame with ``code``; whether it went (not: the browser is gone)."""
+        try:
+            self.sock.send_nowait(self.sock.close_frame(code, close_reason(code)))
+        except OSError:
+            return False
+        return True
 
     def end(self) -> None:
         """The connection is over: forget it and end the TCP connection (once)."""

@@ -45,19 +45,21 @@ DRAIN_BATCH = 100
 PING_FRAME = b"\x89\x00"
 #: How often the thread looks for due pings and passed deadlines.
 _SCAN_INTERVAL = 1.0
-#: Seconds the thread lets publishers go on once woken, at least, before it sends: the
-#: platform sends a tick as one message per jackpot (7 in the simulator's world), published
-#: one by one, and gathering them gives each browser one write per tick instead of one per
-#: message (``bench.relay_fanout``, 5,000 browsers under gevent: 6.6 → 4.8 µs of CPU per
-#: message).
-WRITE_GATHER = 0.003
-#: A burst has ended once nothing was published for this long.
-GATHER_QUIET = 0.002
-#: How long the thread waits for a burst's end, at most, as a share of what the pass it is
-#: about to make will cost: a message that misses the pass waits for all of it, then for a
-#: second pass. A pass over a few browsers is not worth a wait; one over 10,000 is.
-GATHER_SHARE = 0.25
-#: The longest wait for a burst's end, whatever the pass costs.
+# The platform sends a tick as one message per jackpot (7 in the simulator's world), published
+# one by one a little apart. Once woken, the thread lets publishers go on until the burst ends,
+# so each browser gets the tick in one write instead of one per message (``bench.relay_fanout``,
+# 5,000 browsers under gevent: 6.6 → 4.8 µs of CPU per message), and in one pass over the
+# browsers instead of two. How long it waits grows with what that pass will cost: a message
+# that misses a pass waits for all of it and then for a second one.
+#: Seconds the thread waits once woken, at least.
+WRITE_GATHER = 0.001
+#: A burst has ended once nothing was published for this share of the pass's cost...
+GATHER_QUIET_SHARE = 0.1
+#: ...within these bounds (seconds): a pause longer than a few ms is not within a burst.
+GATHER_QUIET_BOUNDS = (0.001, 0.004)
+#: The longest wait for a burst's end, as a share of the pass's cost...
+GATHER_SHARE = 0.5
+#: ...and whatever the pass costs.
 GATHER_MAX = 0.025
 #: The first guess of a flush's cost (seconds per browser), until passes have measured it.
 _FLUSH_COST_GUESS = 5e-6
@@ -278,7 +280,7 @@ class SocketWriter:
 
     def published(self) -> None:
         """The hub's ``on_published``: a message went into the outboxes. A woken thread
-        waits for publishing to pause before its pass (see :data:`GATHER_QUIET`)."""
+        waits for publishing to pause before its pass (see :func:`gather_until`)."""
         self._last_publish = time.monotonic()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -525,13 +527,15 @@ class SocketWriter:
 def gather_until(started: float, last_publish: float, expected_pass: float) -> float:
     """When a writer woken at ``started`` begins its pass (monotonic seconds).
 
-    It waits :data:`WRITE_GATHER`, then until publishing has paused for
-    :data:`GATHER_QUIET` (``last_publish``: the latest publish yet), but no longer than
-    :data:`GATHER_SHARE` of ``expected_pass`` (the seconds the pass will take) or
-    :data:`GATHER_MAX`.
+    It waits :data:`WRITE_GATHER`, then until publishing has paused (``last_publish``: the
+    latest publish yet) for :data:`GATHER_QUIET_SHARE` of ``expected_pass`` (the seconds the
+    pass will take, within :data:`GATHER_QUIET_BOUNDS`), but no longer than
+    :data:`GATHER_SHARE` of ``expected_pass`` or :data:`GATHER_MAX`.
     """
+    shortest, longest = GATHER_QUIET_BOUNDS
+    quiet = min(longest, max(shortest, GATHER_QUIET_SHARE * expected_pass))
     end = started + min(GATHER_MAX, max(WRITE_GATHER, GATHER_SHARE * expected_pass))
-    return min(end, max(started + WRITE_GATHER, last_publish + GATHER_QUIET))
+    return min(end, max(started + WRITE_GATHER, last_publish + quiet))
 
 
 def _drain_wake_pipe(wake: socket.socket) -> None:
