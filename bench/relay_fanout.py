@@ -63,6 +63,8 @@ WINS_PER_PHASE = 3
 THREAD_MARGIN = 64
 RELAY_PATH = "/thrillconnect/v1/events"
 QUIET_SECONDS = 1.5
+#: Seconds between two requests of the responsiveness probe.
+PROBE_INTERVAL = 0.05
 SETTLE_SECONDS = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -253,6 +255,43 @@ class Delays:
         )
 
 
+class ResponsivenessProbe:
+    """Requests the portal's bare route every :data:`PROBE_INTERVAL` s from a thread of its
+    own while the ticks run: how long an ordinary request waits while the relay fans out."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seconds: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.wait(PROBE_INTERVAL):
+                started = time.perf_counter()
+                try:
+                    session.get(self.url, timeout=5).raise_for_status()
+                except requests.RequestException:
+                    self.failures += 1
+                    continue
+                self.seconds.append(time.perf_counter() - started)
+
+    def stop(self) -> str:
+        """Stop; a summary line."""
+        self._stop.set()
+        self._thread.join(10)
+        if not self.seconds:
+            return f"no answer ({self.failures} failures)"
+        ordered = sorted(self.seconds)
+        p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered)))]
+        return (
+            f"p50 {1000 * ordered[len(ordered) // 2]:.1f} ms, p99 {1000 * p99:.1f} ms, max "
+            f"{1000 * ordered[-1]:.1f} ms over {len(ordered)} requests; {self.failures} failed"
+        )
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -360,7 +399,9 @@ def measure(
         worker_cpu_start = cpu_seconds(portal.worker)
         client_cpu_start = [r["cpu_seconds"] for r in ready]
         phase_started = time.monotonic()
+        probe = ResponsivenessProbe(f"{portal.url}/bare")
         window_a, ticks_a = tick_phase(sim, WINS_PER_PHASE)
+        responsiveness = probe.stop()
         conflated_before_b = portal.health()["relay"]["conflated"]
         stalled = StalledBrowser("127.0.0.1", portal.port, RELAY_PATH, portal.url)
         stack.callback(stalled.close)
@@ -402,6 +443,7 @@ def measure(
                     f"  relay adds p50 {relay.percentile(0.5) - direct.percentile(0.5):+.1f} ms,"
                     f" p99 {relay.percentile(0.99) - direct.percentile(0.99):+.1f} ms"
                 )
+        lines.append(f"the portal's bare route during phase A: {responsiveness}")
         win_counts: Counter[int] = Counter()
         for report in reports:
             win_counts.update({int(k): v for k, v in report["wins"].items()})
@@ -437,11 +479,14 @@ def measure(
         if any(lag is not None for lag in lags):
             # The load generator's own delay: how late its event loops ran (Node clients).
             worst = [r.get("lag_max_ms") for r in (*reports, baseline_report)]
+            collections = [r.get("gc_max_ms") for r in (*reports, baseline_report)]
             lines.append(
-                "client event-loop lag p99 / max (browsers..., baseline): "
+                "client event-loop lag p99 / max / longest GC (browsers..., baseline): "
                 + ", ".join(
-                    f"{lag:.1f} / {top:.1f} ms" if lag is not None and top is not None else "-"
-                    for lag, top in zip(lags, worst, strict=True)
+                    f"{lag:.1f} / {top:.1f} / {gc:.1f} ms"
+                    if lag is not None and top is not None and gc is not None
+                    else "-"
+                    for lag, top, gc in zip(lags, worst, collections, strict=True)
                 )
             )
             figures["client_lag_ms"] = max(lag for lag in lags if lag is not None)

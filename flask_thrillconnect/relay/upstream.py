@@ -440,6 +440,9 @@ class UpstreamSupervisor:
                 continue
             last_alive = time.monotonic()
             self._deliver(message)
+            # A tick's messages come at once and each fans out to every browser: let others
+            # run between two (under gevent nothing else in the worker would meanwhile).
+            time.sleep(0)
 
     def _deliver(self, message: str | bytes) -> None:
         with self._lock:

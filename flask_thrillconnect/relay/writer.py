@@ -56,11 +56,16 @@ WRITE_GATHER = 0.001
 #: A burst has ended once nothing was published for this share of the pass's cost...
 GATHER_QUIET_SHARE = 0.1
 #: ...within these bounds (seconds): a pause longer than a few ms is not within a burst.
-GATHER_QUIET_BOUNDS = (0.001, 0.004)
+GATHER_QUIET_BOUNDS = (0.002, 0.004)
 #: The longest wait for a burst's end, as a share of the pass's cost...
 GATHER_SHARE = 0.5
 #: ...and whatever the pass costs.
 GATHER_MAX = 0.025
+#: Browsers flushed between two yields of the thread during a pass: under gevent the pass would
+#: otherwise hold the whole worker (every request, the upstream reader) for its length, a
+#: tenth of a second at 10,000 browsers; and a message published meanwhile still reaches the
+#: browsers the pass has not served yet.
+PASS_YIELD_EVERY = 64
 #: The first guess of a flush's cost (seconds per browser), until passes have measured it.
 _FLUSH_COST_GUESS = 5e-6
 #: Passes over fewer browsers than this do not update the measured cost (too noisy).
@@ -391,8 +396,10 @@ class SocketWriter:
         started = time.perf_counter()
         self._now = time.monotonic()  # the pass's time: a write's, to a second's precision
         flush = self._flush
-        for peer in work:
+        for served, peer in enumerate(work, 1):
             flush(peer)
+            if not served % PASS_YIELD_EVERY:
+                time.sleep(0)  # a greenlet switch under gevent; the GIL elsewhere
         if len(work) >= _FLUSH_COST_MIN_PASS:
             cost = (time.perf_counter() - started) / len(work)
             self._flush_cost += (cost - self._flush_cost) / 4
