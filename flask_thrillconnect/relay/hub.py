@@ -110,10 +110,10 @@ class RelayHub:
         is then not honoured).
     :param max_subscriptions: distinct ``(source, event_type)`` pairs per connection.
     :param on_ready: called with connections whose outboxes just gained work (they were
-        empty) or that must now close; their consumer should drain them. Called (once per
-        publish, with every such connection; keep no reference to the sequence) from the publishing
-        thread, with no hub or outbox lock held but with publishers waiting: it must be quick
-        and never block (the relay's writer queues the connection and returns).
+        empty) or that must now close; their consumer should drain them. Called once per
+        publish with every such connection, from the publishing thread, with no hub or outbox
+        lock held but with publishers waiting: it must be quick and never block (the relay's
+        writer queues the connections and returns).
     :param on_published: called after each :meth:`publish` has filled the outboxes, from
         the publishing thread with no lock held; quick, never blocking. The relay's writer
         tells a burst's end by it.
