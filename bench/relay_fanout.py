@@ -490,6 +490,10 @@ def measure(
                 )
             )
             figures["client_lag_ms"] = max(lag for lag in lags if lag is not None)
+        lines.append(
+            f"the relay's pass: {relay_after_b['pass_us_per_browser']} us per browser per tick"
+            " (smoothed, from /health/detail)"
+        )
         queues = f"{stalled_queues[0]} B unsent by the server" if stalled_queues else "gone"
         lines.append(
             f"stalled browser: socket {queues}; hub-wide conflations during phase B "

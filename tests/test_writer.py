@@ -150,3 +150,25 @@ def test_a_frame_queued_for_one_browser_goes_before_its_batch(writer, socket_pai
     writer.attach(peer)
     expected = b"\x81\x05hello" + frames("tick 1")
     assert receive(browser, len(expected)) == expected
+
+
+def test_the_writer_learns_what_a_browser_costs_in_a_pass(writer, socket_pair):
+    guess = writer.flush_cost
+    sources, browsers = [], []
+    for _ in range(40):  # a pass over 32 browsers or more teaches it
+        served, browser = socket_pair()
+        source = ListSource([])
+        writer.attach(peer_of(writer, served, source))
+        sources.append(source)
+        browsers.append(browser)
+    for source in sources:
+        source.texts = ["tick 1", "tick 2"]
+    writer.sources_ready(sources)  # all 40 in one pass, as a fan-out reports them
+    expected = frames("tick 1", "tick 2")
+    for browser in browsers:
+        assert receive(browser, len(expected)) == expected
+    deadline = time.monotonic() + 5
+    while writer.flush_cost == guess and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.flush_cost != guess
+    assert 0 < writer.flush_cost < 0.01

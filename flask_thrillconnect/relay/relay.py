@@ -503,6 +503,8 @@ class Relay:
             "deliveries": hub.deliveries,
             "conflated": hub.conflated,
             "overflow_closes": hub.overflow_closes,
+            # What a tick costs per browser here: its send, mostly (see bench.writer_pass).
+            "pass_us_per_browser": round(self.writer.flush_cost * 1e6, 1),
         }
 
     def close(self, timeout: float = 5.0) -> None:

@@ -298,6 +298,12 @@ class SocketWriter:
             thread.join(timeout)
 
     @property
+    def flush_cost(self) -> float:
+        """Seconds one browser takes in a pass (its send and the writer's work), smoothed over
+        the passes over 32 browsers or more; a first guess until there was one."""
+        return self._flush_cost
+
+    @property
     def peers(self) -> int:
         """Browser sockets the writer serves now (closing ones included)."""
         with self._lock:
