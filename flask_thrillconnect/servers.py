@@ -8,17 +8,19 @@ request ends, the request's thread waits for the browser's end instead, so a wor
 thread per open browser. :func:`server_model` says which of these serves a request (for
 ``/health/detail``, with a warning when ``gthread`` runs short of threads);
 :func:`close_relays_on_stop` is the ``post_worker_init`` hook that makes a stopping worker close
-its browsers with 1001 instead of dropping them.
+its browsers with 1001 instead of dropping them; :func:`yielder` is how the relay's long loops
+let the rest of the worker run, which differs between the two models.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["close_relays_on_stop", "request_may_end_first", "server_model"]
+__all__ = ["close_relays_on_stop", "request_may_end_first", "server_model", "yielder"]
 
 
 def request_may_end_first(environ: MutableMapping[str, Any]) -> bool:
@@ -71,6 +73,29 @@ def server_model(environ: MutableMapping[str, Any] | None, browsers: int = 0) ->
 
 #: Threads a ``gthread`` worker keeps for ordinary requests beyond one per browser.
 _SPARE_THREADS = 8
+
+
+def yielder() -> Callable[[], None]:
+    """What a long loop calls now and then so that the rest of this process runs meanwhile.
+
+    Under gevent, a sleep that ends on the event loop's next turn: the loop polls for I/O on
+    the way, so a request waiting for its socket runs too. (``sleep(0)`` only switches to the
+    greenlets that are ready already; one that waits for its socket can wait out the whole
+    loop.) Elsewhere ``sleep(0)``, which hands the GIL to another thread.
+    """
+    return _next_loop_turn if _monkey_patched() else _other_threads
+
+
+#: Seconds of a sleep that ends on gevent's next loop turn: any positive value does.
+_LOOP_TURN = 1e-6
+
+
+def _next_loop_turn() -> None:
+    time.sleep(_LOOP_TURN)
+
+
+def _other_threads() -> None:
+    time.sleep(0)
 
 
 def _monkey_patched() -> bool:

@@ -8,6 +8,8 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -279,6 +281,47 @@ def test_under_gevent_open_browsers_hold_no_worker_connection(
             client.recv_named("JackpotUpdate")
         assert portal.health()["relay"]["browsers"] == 4 * slots
         assert requests.get(portal.url + "/thrillconnect/health", timeout=5).ok
+
+
+#: Under gevent's patches: a greenlet waits for its socket (a request) while another loops and
+#: yields with the relay's :func:`yielder`; prints how many yields it took the first to run.
+WAITING_FOR_ITS_SOCKET = """
+from gevent import monkey
+
+monkey.patch_all()
+import socket
+
+import gevent
+
+from flask_thrillconnect.servers import yielder
+
+served, client = socket.socketpair()
+answered = []
+waiting = gevent.spawn(lambda: answered.append(served.recv(1)))
+gevent.sleep(0.01)  # the greenlet now waits for its socket
+client.send(b"?")
+let_others_run = yielder()
+for yields in range(1, 1001):
+    let_others_run()
+    if answered:
+        break
+print(yields if answered else "never")
+"""
+
+
+def test_under_gevent_the_relays_yield_lets_a_request_waiting_for_its_socket_run() -> None:
+    """A pass or the upstream reader yields every so often; under gevent a plain ``sleep(0)``
+    only runs greenlets that are ready already, so a request waiting for its socket would wait
+    out the whole pass."""
+    result = subprocess.run(
+        [sys.executable, "-c", WAITING_FOR_ITS_SOCKET],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in {"1", "2", "3"}
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

@@ -29,6 +29,7 @@ from websockets.sync.client import ClientConnection
 from ..errors import UpstreamUnauthorized
 from ..log_events import log_event
 from ..models import subscribe_request_json
+from ..servers import yielder
 from ..upstream_http import redact
 from ..upstream_ws import open_stream
 from .backoff import (
@@ -424,6 +425,7 @@ class UpstreamSupervisor:
         half = self._watchdog / 2
         last_alive = time.monotonic()
         pong = None
+        let_others_run = yielder()
         while not self._stopping.is_set():
             now = time.monotonic()
             if pong is not None and pong.is_set():
@@ -442,7 +444,7 @@ class UpstreamSupervisor:
             self._deliver(message)
             # A tick's messages come at once and each fans out to every browser: let others
             # run between two (under gevent nothing else in the worker would meanwhile).
-            time.sleep(0)
+            let_others_run()
 
     def _deliver(self, message: str | bytes) -> None:
         with self._lock:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Hashable, Iterable
 from functools import lru_cache
 from typing import Protocol
 
+from ..servers import yielder
 from .protocol import CLOSE_GRACE, PING_INTERVAL
 
 __all__ = ["PING_FRAME", "Peer", "SocketWriter", "Source", "gather_until", "text_frame"]
@@ -61,10 +62,11 @@ GATHER_QUIET_BOUNDS = (0.002, 0.004)
 GATHER_SHARE = 0.5
 #: ...and whatever the pass costs.
 GATHER_MAX = 0.025
-#: Browsers flushed between two yields of the thread during a pass: under gevent the pass would
-#: otherwise hold the whole worker (every request, the upstream reader) for its length, a
-#: tenth of a second at 10,000 browsers; and a message published meanwhile still reaches the
-#: browsers the pass has not served yet.
+#: Browsers flushed between two yields of the thread during a pass (see
+#: :func:`~flask_thrillconnect.servers.yielder`): under gevent the pass would otherwise hold the
+#: whole worker (every request, the upstream reader) for its length, a tenth of a second at
+#: 10,000 browsers; and a message published meanwhile still reaches the browsers the pass has
+#: not served yet.
 PASS_YIELD_EVERY = 64
 #: The first guess of a flush's cost (seconds per browser), until passes have measured it.
 _FLUSH_COST_GUESS = 5e-6
@@ -221,6 +223,9 @@ class SocketWriter:
         #: pass take the same messages, so most flushes reuse them (the thread's alone).
         self._last_texts: list[str] = []
         self._last_payload = b""
+        #: How a pass lets the rest of the process run, for the server model of the process
+        #: that started the thread.
+        self._yield = yielder()
 
     # -- the browsers' side -------------------------------------------------------------------
 
@@ -318,6 +323,7 @@ class SocketWriter:
             return
         # First use, or a forked child: the parent's thread and sockets are not ours.
         self._pid = os.getpid()
+        self._yield = yielder()  # gevent's worker patches the standard library after a fork
         self._peers.clear()
         self._ready.clear()
         self._signaled = False
@@ -401,11 +407,11 @@ class SocketWriter:
         """Flush every peer in ``work``, and learn what a flush costs."""
         started = time.perf_counter()
         self._now = time.monotonic()  # the pass's time: a write's, to a second's precision
-        flush = self._flush
+        flush, yield_ = self._flush, self._yield
         for served, peer in enumerate(work, 1):
             flush(peer)
             if not served % PASS_YIELD_EVERY:
-                time.sleep(0)  # a greenlet switch under gevent; the GIL elsewhere
+                yield_()
         if len(work) >= _FLUSH_COST_MIN_PASS:
             cost = (time.perf_counter() - started) / len(work)
             self._flush_cost += (cost - self._flush_cost) / 4
