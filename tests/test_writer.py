@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from flask_thrillconnect.relay.writer import (
+    BURST_MEMORY,
     GATHER_MAX,
     GATHER_QUIET_BOUNDS,
     GATHER_QUIET_SHARE,
@@ -17,6 +18,7 @@ from flask_thrillconnect.relay.writer import (
     WRITE_GATHER,
     Peer,
     SocketWriter,
+    burst_pause,
     gather_until,
     text_frame,
 )
@@ -172,3 +174,49 @@ def test_the_writer_learns_what_a_browser_costs_in_a_pass(writer, socket_pair):
         time.sleep(0.01)
     assert writer.flush_cost != guess
     assert 0 < writer.flush_cost < 0.01
+
+
+def test_a_burst_as_large_as_recent_ones_starts_the_pass_at_once():
+    still_publishing = STARTED + 0.003
+    assert gather_until(STARTED, still_publishing, 0.030, burst_complete=True) == STARTED
+
+
+@pytest.mark.parametrize(
+    ("expected_pass", "pause"),
+    [(0.0, GATHER_QUIET_BOUNDS[0]), (0.030, 0.003), (1.0, GATHER_QUIET_BOUNDS[1])],
+)
+def test_the_pause_that_ends_a_burst_is_a_share_of_the_pass_within_bounds(expected_pass, pause):
+    assert burst_pause(expected_pass) == pytest.approx(pause)
+
+
+# -- how large a burst is expected to be ----------------------------------------------------------
+def publish_burst(writer: SocketWriter, size: int) -> None:
+    """``size`` publishes at once, then a pause longer than any that ends a burst."""
+    for _ in range(size):
+        writer.published()
+    time.sleep(2 * GATHER_QUIET_BOUNDS[1])
+
+
+def test_the_writer_expects_the_size_of_the_bursts_before(writer):
+    assert writer.expected_burst == 0  # nothing to go by: the pause ends the first bursts
+    publish_burst(writer, 7)
+    assert writer.expected_burst == 0  # a burst is known to be over once the next one starts
+    publish_burst(writer, 7)
+    assert writer.expected_burst == 7
+
+
+def test_a_lone_message_between_bursts_does_not_shrink_the_expected_burst(writer):
+    for size in (7, 1, 7, 1):  # ticks, and an opt-in answer between them
+        publish_burst(writer, size)
+    writer.published()
+    assert writer.expected_burst == 7
+
+
+def test_a_larger_burst_is_learned_and_the_largest_recent_one_is_expected(writer):
+    for size in (7, 8, *[7] * BURST_MEMORY):
+        publish_burst(writer, size)
+    publish_burst(writer, 1)
+    assert writer.expected_burst == 7  # the burst of 8 is forgotten after BURST_MEMORY more
+    publish_burst(writer, 9)
+    writer.published()
+    assert writer.expected_burst == 9

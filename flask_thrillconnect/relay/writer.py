@@ -36,7 +36,15 @@ from typing import Protocol
 from ..servers import yielder
 from .protocol import CLOSE_GRACE, PING_INTERVAL
 
-__all__ = ["PING_FRAME", "Peer", "SocketWriter", "Source", "gather_until", "text_frame"]
+__all__ = [
+    "PING_FRAME",
+    "Peer",
+    "SocketWriter",
+    "Source",
+    "burst_pause",
+    "gather_until",
+    "text_frame",
+]
 
 logger = logging.getLogger("flask_thrillconnect.relay.writer")
 
@@ -62,6 +70,10 @@ GATHER_QUIET_BOUNDS = (0.002, 0.004)
 GATHER_SHARE = 0.5
 #: ...and whatever the pass costs.
 GATHER_MAX = 0.025
+#: Bursts remembered. The platform's ticks repeat in size (one message per jackpot): once the
+#: burst under way is as large as the largest of these, it is taken as complete and the pass
+#: starts without waiting for the pause after it. A larger burst splits once, and is learned.
+BURST_MEMORY = 8
 #: Browsers flushed between two yields of the thread during a pass (see
 #: :func:`~flask_thrillconnect.servers.yielder`): under gevent the pass would otherwise hold the
 #: whole worker (every request, the upstream reader) for its length, a tenth of a second at
@@ -213,8 +225,16 @@ class SocketWriter:
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
-        #: When the hub last published (:meth:`published`), for the gather's end.
+        # Kept by :meth:`published` (the publishing thread) under the lock, for the gather:
+        #: when the hub last published;
         self._last_publish = 0.0
+        #: the messages published in the burst under way (or the last one);
+        self._burst = 0
+        #: the sizes of the bursts before it, and the largest of them (0: none yet).
+        self._bursts: deque[int] = deque(maxlen=BURST_MEMORY)
+        self._expected_burst = 0
+        #: Set once the burst under way reached the expected size: it ends the gather's wait.
+        self._burst_complete = threading.Event()
         #: When the current pass started (monotonic): the writes' time.
         self._now = time.monotonic()
         #: Seconds one browser's flush costs, smoothed over the passes (for the gather).
@@ -290,8 +310,21 @@ class SocketWriter:
 
     def published(self) -> None:
         """The hub's ``on_published``: a message went into the outboxes. A woken thread
-        waits for publishing to pause before its pass (see :func:`gather_until`)."""
-        self._last_publish = time.monotonic()
+        waits for publishing to pause, or for the burst to reach the size of recent ones,
+        before its pass (see :func:`gather_until`)."""
+        now = time.monotonic()
+        with self._lock:
+            pause = burst_pause(len(self._peers) * self._flush_cost)
+            if now - self._last_publish > pause:  # a burst ended before this message
+                if self._burst:
+                    self._bursts.append(self._burst)
+                    self._expected_burst = max(self._bursts)
+                self._burst = 0
+            self._burst += 1
+            self._last_publish = now
+            complete = self._burst == self._expected_burst
+        if complete:
+            self._burst_complete.set()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread (within ``timeout``); later :meth:`attach` calls raise."""
@@ -307,6 +340,13 @@ class SocketWriter:
         """Seconds one browser takes in a pass (its send and the writer's work), smoothed over
         the passes over 32 browsers or more; a first guess until there was one."""
         return self._flush_cost
+
+    @property
+    def expected_burst(self) -> int:
+        """Messages a burst is expected to have: the largest of the last
+        :data:`BURST_MEMORY` (0 until one has ended)."""
+        with self._lock:
+            return self._expected_burst
 
     @property
     def peers(self) -> int:
@@ -327,6 +367,9 @@ class SocketWriter:
         self._peers.clear()
         self._ready.clear()
         self._signaled = False
+        # Made here, not in __init__: a writer built before gevent patched the standard
+        # library (gunicorn --preload) would otherwise wait on an OS-level event.
+        self._burst_complete = threading.Event()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -396,12 +439,19 @@ class SocketWriter:
         started = time.monotonic()
         with self._lock:
             expected_pass = len(self._ready) * self._flush_cost
+        recent = started - burst_pause(expected_pass)
+        self._burst_complete.clear()
         while True:
-            until = gather_until(started, self._last_publish, expected_pass)
+            with self._lock:
+                last_publish = self._last_publish
+                # Only a burst still under way counts: a wake-up may come before the new
+                # burst's first message is counted, while the last burst's count is complete.
+                complete = last_publish >= recent and self._burst >= self._expected_burst > 0
+            until = gather_until(started, last_publish, expected_pass, burst_complete=complete)
             now = time.monotonic()
             if now >= until:
                 return
-            time.sleep(until - now)
+            self._burst_complete.wait(until - now)
 
     def _pass(self, work: set[Peer]) -> None:
         """Flush every peer in ``work``, and learn what a flush costs."""
@@ -543,18 +593,28 @@ class SocketWriter:
             self._call(peer.on_timeout)
 
 
-def gather_until(started: float, last_publish: float, expected_pass: float) -> float:
+def burst_pause(expected_pass: float) -> float:
+    """The pause in publishing that ends a burst, before a pass of ``expected_pass`` seconds:
+    :data:`GATHER_QUIET_SHARE` of it, within :data:`GATHER_QUIET_BOUNDS`."""
+    shortest, longest = GATHER_QUIET_BOUNDS
+    return min(longest, max(shortest, GATHER_QUIET_SHARE * expected_pass))
+
+
+def gather_until(
+    started: float, last_publish: float, expected_pass: float, *, burst_complete: bool = False
+) -> float:
     """When a writer woken at ``started`` begins its pass (monotonic seconds).
 
-    It waits :data:`WRITE_GATHER`, then until publishing has paused (``last_publish``: the
-    latest publish yet) for :data:`GATHER_QUIET_SHARE` of ``expected_pass`` (the seconds the
-    pass will take, within :data:`GATHER_QUIET_BOUNDS`), but no longer than
-    :data:`GATHER_SHARE` of ``expected_pass`` or :data:`GATHER_MAX`.
+    At once if the burst under way is as large as recent ones (``burst_complete``). Else it
+    waits :data:`WRITE_GATHER`, then until publishing has paused (``last_publish``: the
+    latest publish yet) for :func:`burst_pause` of ``expected_pass`` (the seconds the pass
+    will take), but no longer than :data:`GATHER_SHARE` of ``expected_pass`` or
+    :data:`GATHER_MAX`.
     """
-    shortest, longest = GATHER_QUIET_BOUNDS
-    quiet = min(longest, max(shortest, GATHER_QUIET_SHARE * expected_pass))
+    if burst_complete:
+        return started
     end = started + min(GATHER_MAX, max(WRITE_GATHER, GATHER_SHARE * expected_pass))
-    return min(end, max(started + WRITE_GATHER, last_publish + quiet))
+    return min(end, max(started + WRITE_GATHER, last_publish + burst_pause(expected_pass)))
 
 
 def _drain_wake_pipe(wake: socket.socket) -> None:
