@@ -230,9 +230,8 @@ class SocketWriter:
         self._last_publish = 0.0
         #: the messages published in the burst under way (or the last one);
         self._burst = 0
-        #: the sizes of the bursts before it, and the largest of them (0: none yet).
+        #: the sizes of the bursts before it.
         self._bursts: deque[int] = deque(maxlen=BURST_MEMORY)
-        self._expected_burst = 0
         #: Set once the burst under way reached the expected size: it ends the gather's wait.
         self._burst_complete = threading.Event()
         #: When the current pass started (monotonic): the writes' time.
@@ -318,11 +317,10 @@ class SocketWriter:
             if now - self._last_publish > pause:  # a burst ended before this message
                 if self._burst:
                     self._bursts.append(self._burst)
-                    self._expected_burst = max(self._bursts)
                 self._burst = 0
             self._burst += 1
             self._last_publish = now
-            complete = self._burst == self._expected_burst
+            complete = self._burst == self._expected_burst_locked()
         if complete:
             self._burst_complete.set()
 
@@ -346,7 +344,7 @@ class SocketWriter:
         """Messages a burst is expected to have: the largest of the last
         :data:`BURST_MEMORY` (0 until one has ended)."""
         with self._lock:
-            return self._expected_burst
+            return self._expected_burst_locked()
 
     @property
     def peers(self) -> int:
@@ -377,6 +375,9 @@ class SocketWriter:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+
+    def _expected_burst_locked(self) -> int:
+        return max(self._bursts, default=0)
 
     def _queue_locked(self, peer: Peer) -> bool:
         """Queue ``peer``; whether the thread still needs a wake-up (``_lock`` held)."""
@@ -446,7 +447,8 @@ class SocketWriter:
                 last_publish = self._last_publish
                 # Only a burst still under way counts: a wake-up may come before the new
                 # burst's first message is counted, while the last burst's count is complete.
-                complete = last_publish >= recent and self._burst >= self._expected_burst > 0
+                expected = self._expected_burst_locked()
+                complete = last_publish >= recent and self._burst >= expected > 0
             until = gather_until(started, last_publish, expected_pass, burst_complete=complete)
             now = time.monotonic()
             if now >= until:
