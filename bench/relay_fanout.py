@@ -486,10 +486,9 @@ def measure(
         # Averages over the phases hide that both sides work in the same few milliseconds
         # of each tick, on the same two cores: per browser per tick, side by side.
         browser_ticks = max(1, connected) * len(ticks)
-        figures["client_us"] = 1e6 * sum(client_cpu) / browser_ticks
         lines.append(
             f"CPU per browser per tick: worker {1e6 * worker_cpu / browser_ticks:.1f} us, "
-            f"browser processes {figures['client_us']:.1f} us"
+            f"browser processes {1e6 * sum(client_cpu) / browser_ticks:.1f} us"
         )
         lags = [r.get("lag_p99_ms") for r in (*reports, baseline_report)]
         if any(lag is not None for lag in lags):
